@@ -1,0 +1,3 @@
+"""fraudstream: real-time fraud detection for payment transactions."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""One Settings object for every command: defaults that run on one machine, every endpoint overridable.
+
+Environment variables use the prefix ``FRAUDSTREAM_`` (for example ``FRAUDSTREAM_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Endpoints, ports and names shared by the CLI, the engines, the tests and the benchmarks."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_", extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    database_url: str = "postgresql://fraudstream@127.0.0.1:54329/fraudstream"
+    state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+
+    # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    postgres_port: int = 54329
+    spark_master_port: int = 7077
+    spark_master_webui_port: int = 8080
+    spark_worker_webui_port: int = 8081
+    spark_workers: int = 2
+
+    # Topics
+    transactions_topic: str = "raw_transactions"
+    labels_topic: str = "transaction_labels"
+    alerts_topic: str = "fraud_alerts"
+    dlq_topic: str = "raw_transactions_dlq"
+    transactions_partitions: int = 6
+    topic_partitions: int = 3
+    topic_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    @property
+    def postgres_db(self) -> str:
+        return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()
