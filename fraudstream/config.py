@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,8 +17,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_", extra="ignore")
 
-    kafka_bootstrap: str = "localhost:9092"
-    database_url: str = "postgresql://fraudstream@127.0.0.1:54329/fraudstream"
+    #: Empty means "the local broker started by `fraudstream services up`" (localhost:kafka_port).
+    kafka_bootstrap: str = ""
+    #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
+    database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
@@ -38,6 +40,15 @@ class Settings(BaseSettings):
     transactions_partitions: int = 6
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    @model_validator(mode="after")
+    def _local_endpoints(self) -> Settings:
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"localhost:{self.kafka_port}"
+        if not self.database_url:
+            self.database_url = f"postgresql://fraudstream@127.0.0.1:{self.postgres_port}/fraudstream"
+        self.state_dir = self.state_dir.resolve()
+        return self
 
     @property
     def models_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""PostgreSQL / TimescaleDB: schema migrations and the writers the engines share."""
