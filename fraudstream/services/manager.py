@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fraudstream.config import Settings
-from fraudstream.services import kafka_broker, postgres
+from fraudstream.services import kafka_broker, postgres, spark
 from fraudstream.services.exceptions import ServiceError
 from fraudstream.services.process import ManagedProcess
 
@@ -39,6 +39,8 @@ SERVICES: dict[str, Service] = {
         "kafka", kafka_broker.prepare, kafka_broker.broker_process, kafka_broker.healthy,
         lambda s: s.kafka_port, lambda s: str(kafka_broker.kafka_home(s) / "data"),
     ),
+    "spark": Service("spark", spark.prepare, spark.cluster_process, spark.healthy, lambda s: s.spark_master_port,
+                     lambda s: str(spark.spark_dir(s)), start_timeout_s=120.0),
 }
 DEFAULT_SERVICES = ("postgres", "kafka")
 
