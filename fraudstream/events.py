@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,15 @@ def schema(name: str = "transaction") -> dict[str, Any]:
     """The published JSON Schema (``transaction`` or ``label``)."""
     text = resources.files("fraudstream.schemas").joinpath(f"{name}.schema.json").read_text()
     return orjson.loads(text)
+
+
+def partition_for(account_id: str, partitions: int) -> int:
+    """The Kafka partition of an account: stable across processes and engines (CRC-32, not Python's hash).
+
+    Producers set the partition explicitly with this, and model training replays history through the
+    same split, so partition-scoped feature state sees the same events in training and in serving.
+    """
+    return zlib.crc32(account_id.encode()) % partitions
 
 
 def format_time_us(time_us: int) -> str:
@@ -205,7 +215,7 @@ def decode_transactions(payloads: Sequence[bytes | None]) -> DecodedBatch:
 def transactions_frame(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
     """A batch with TRANSACTION_COLUMNS from value tuples in column order."""
     frame = pd.DataFrame.from_records(list(rows), columns=list(TRANSACTION_COLUMNS))
-    return frame.astype(TRANSACTION_COLUMNS, copy=False)
+    return frame.astype(TRANSACTION_COLUMNS)
 
 
 def transaction_to_dict(row: Any) -> dict[str, Any]:
@@ -257,7 +267,7 @@ def decode_labels(payloads: Sequence[bytes | None]) -> tuple[pd.DataFrame, list[
         except InvalidEvent as error:
             rejected.append(Rejected(position, str(error)))
     frame = pd.DataFrame.from_records(rows, columns=list(LABEL_COLUMNS))
-    return frame.astype(LABEL_COLUMNS, copy=False), rejected
+    return frame.astype(LABEL_COLUMNS), rejected
 
 
 def label_to_dict(row: Any) -> dict[str, Any]:

@@ -1,0 +1,104 @@
+"""The hand-written validator and the published JSON Schema must agree on every case."""
+
+from __future__ import annotations
+
+import math
+
+import jsonschema
+import orjson
+import pytest
+
+from fraudstream import events
+
+pytestmark = pytest.mark.unit
+
+VALID = {
+    "schema_version": 1, "transaction_id": "tx-1", "event_time": "2026-11-28T13:45:00.123Z",
+    "account_id": "acc-1", "amount": 12.5, "currency": "EUR", "merchant_id": "m-1",
+    "merchant_category": "grocery", "payment_method": "credit_card", "channel": "online",
+    "country": "DE", "latitude": 52.5, "longitude": 13.4, "device_id": "dev-1",
+}
+
+INVALID = {
+    "missing amount": {k: v for k, v in VALID.items() if k != "amount"},
+    "negative amount": {**VALID, "amount": -3},
+    "zero amount": {**VALID, "amount": 0},
+    "huge amount": {**VALID, "amount": 1e12},
+    "amount as text": {**VALID, "amount": "12.5"},
+    "amount as bool": {**VALID, "amount": True},
+    "bad currency": {**VALID, "currency": "euro"},
+    "unknown payment method": {**VALID, "payment_method": "barter"},
+    "unknown channel": {**VALID, "channel": "pigeon"},
+    "latitude out of range": {**VALID, "latitude": 91},
+    "event time with offset": {**VALID, "event_time": "2026-11-28T13:45:00+02:00"},
+    "event time not a date": {**VALID, "event_time": "yesterday"},
+    "wrong schema version": {**VALID, "schema_version": 2},
+    "account id too long": {**VALID, "account_id": "a" * 65},
+    "account id not a string": {**VALID, "account_id": 42},
+    "not an object": [1, 2, 3],
+}
+
+
+def schema_accepts(event: object) -> bool:
+    validator = jsonschema.Draft202012Validator(events.schema(), format_checker=jsonschema.FormatChecker())
+    return validator.is_valid(event)
+
+
+def test_valid_event_passes_both() -> None:
+    batch = events.decode_transactions([orjson.dumps(VALID)])
+    assert schema_accepts(VALID)
+    assert batch.rejected == []
+    assert batch.frame.loc[0, "amount"] == 12.5
+    assert events.format_time_us(int(batch.frame.loc[0, "event_time_us"])) == "2026-11-28T13:45:00.123000Z"
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_event_rejected_by_both(case: str) -> None:
+    event = INVALID[case]
+    batch = events.decode_transactions([orjson.dumps(event)])
+    assert not schema_accepts(event), case
+    assert len(batch.rejected) == 1 and batch.frame.empty
+    assert batch.rejected[0].reason
+
+
+def test_sql_looking_strings_are_data_not_errors() -> None:
+    event = {**VALID, "merchant_id": "'; DROP TABLE transactions; --"}
+    batch = events.decode_transactions([orjson.dumps(event)])
+    assert batch.rejected == [] and batch.frame.loc[0, "merchant_id"] == event["merchant_id"]
+
+
+def test_bad_payloads_report_positions_and_reasons() -> None:
+    payloads = [b"{broken", None, b"x" * (events.MAX_EVENT_BYTES + 1), orjson.dumps(VALID), b"NaN"]
+    batch = events.decode_transactions(payloads)
+    assert list(batch.positions) == [3]
+    reasons = {r.position: r.reason for r in batch.rejected}
+    assert set(reasons) == {0, 1, 2, 4}
+    assert reasons[0].startswith("invalid JSON") and reasons[1] == "empty payload"
+    assert reasons[2].startswith("oversized")
+
+
+def test_nan_amount_rejected() -> None:
+    # orjson refuses NaN literals; a float NaN produced by a buggy client arrives as null
+    with pytest.raises(events.InvalidEvent, match="amount"):
+        events.validate_transaction({**VALID, "amount": math.nan})
+
+
+def test_round_trip_through_wire_dictionary() -> None:
+    frame = events.decode_transactions([orjson.dumps(VALID)]).frame
+    again = events.transaction_to_dict(frame.iloc[0].to_dict())
+    assert events.decode_transactions([events.encode(again)]).frame.equals(frame)
+    assert schema_accepts(again)
+
+
+def test_partition_is_stable_and_spread() -> None:
+    partitions = [events.partition_for(f"acc-{i}", 6) for i in range(6000)]
+    assert events.partition_for("acc-1", 6) == events.partition_for("acc-1", 6)
+    assert all(600 < partitions.count(p) < 1400 for p in range(6))
+
+
+def test_labels_decode() -> None:
+    label = {"transaction_id": "tx-1", "is_fraud": True, "scenario": "card_testing",
+             "labeled_at": "2026-11-29T00:00:00Z", "account_id": "acc-1", "merchant_id": "m-1"}
+    frame, rejected = events.decode_labels([orjson.dumps(label), orjson.dumps({**label, "is_fraud": "yes"})])
+    assert len(frame) == 1 and bool(frame.loc[0, "is_fraud"]) and len(rejected) == 1
+    assert jsonschema.Draft202012Validator(events.schema("label")).is_valid(label)
