@@ -1,0 +1,24 @@
+"""Named failures of the engines: each one is a broken invariant or a missing prerequisite, never bad
+data (bad data goes to the dead-letter topic), and each message says what to check."""
+
+from __future__ import annotations
+
+
+class EngineError(RuntimeError):
+    """Base class of the engines' own failures."""
+
+
+class OffsetRegression(EngineError):
+    """A partition's committed offset would move backwards: another member owns it, or the state is corrupt."""
+
+
+class SinkDeliveryFailed(EngineError):
+    """Kafka did not acknowledge alerts or dead letters; the batch is not committed and will be replayed."""
+
+
+class ModelUnavailable(EngineError):
+    """No promoted model to score with."""
+
+
+class TopicMissing(EngineError):
+    """A topic the engine reads or writes does not exist on the broker."""

@@ -1,0 +1,405 @@
+"""The local engine: one Python process per consumer-group member, micro-batches, lowest latency.
+
+Feature state is kept per partition of the transactions topic (accounts are keyed to partitions), and
+is checkpointed in PostgreSQL together with the offsets, so that "exactly once in effect" holds across
+``kill -9``: rows are upserted idempotently, the offsets are written in the same database transaction
+as the rows, and a restored partition replays from its snapshot up to the committed offset, which
+re-derives the same state without writing anything. Alerts and dead letters are at-least-once
+(keyed by transaction id / carrying their source offset).
+
+Commit protocol of one micro-batch; ``LocalEngine.process_batch`` follows these steps one to one:
+
+1. Poll up to ``batch_size`` records or ``batch_timeout_ms`` from the assigned partitions. Records of
+   a partition revoked meanwhile are dropped: its new owner replays them.
+2. Reload the model if another version was promoted: a batch is scored by one model only.
+3. Read the labels that arrived; apply each one to every owned partition state that has not seen it
+   (each state remembers its position in every label partition) and stage it for the labels table.
+4. Decode and validate; invalid records become dead letters with their reason.
+5. Run each partition's valid records through its own feature state, in offset order. Records below
+   the partition's committed offset are a replay after a restore: they update the state, nothing else.
+6. Score the new records in one vectorized call; build the database rows and the alerts.
+7. Produce the alerts and the dead letters, flush the producer and check every delivery, so they are
+   durable before the offsets that cover them.
+8. In one database transaction: upsert the rows, upsert the labels, advance the offsets (they only
+   grow, else OffsetRegression), write the state snapshots that are due at those same offsets; commit.
+9. Tell Kafka the offsets (informational only: lag tools read them) and record the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from fraudstream import kafka, pipeline
+from fraudstream.config import Settings
+from fraudstream.engines.exceptions import OffsetRegression, SinkDeliveryFailed, TopicMissing
+from fraudstream.engines.labels import LabelFeed
+from fraudstream.engines.models import ModelHolder
+from fraudstream.features import FEATURE_CODE_VERSION, FEATURE_NAMES, FeatureConfig, FeatureState, StateFormatError
+from fraudstream.metrics import EngineMetrics
+from fraudstream.store import writer
+
+log = logging.getLogger(__name__)
+
+ENGINE = "local"
+#: Kafka's produce limit for our messages: the broker accepts 2 MB (dead letters keep original bytes).
+PRODUCER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How one member runs; the defaults suit the demo on one machine."""
+
+    group: str = "fraudstream-local"
+    instance_id: str | None = None
+    batch_size: int = 5_000
+    batch_timeout_ms: int = 50
+    snapshot_interval_s: float = 10.0
+    model_poll_interval_s: float = 1.0
+    lag_interval_s: float = 5.0
+    session_timeout_ms: int = 10_000
+    metrics_port: int | None = None
+    #: Stop after this many new events (scored + dead-lettered) or seconds; None runs until a signal.
+    max_events: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass
+class PartitionState:
+    """Feature state of one owned partition and where it stands."""
+
+    partition: int
+    features: FeatureState
+    #: Next offset whose rows are not yet durable; records below it are a replay.
+    committed: int
+    #: Next offset to process (after the last record seen).
+    position: int
+    label_offsets: dict[int, int]
+    snapshot_offset: int | None
+    snapshot_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class RunSummary:
+    """What one run of the engine did, for the command's last line and for tests."""
+
+    batches: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    alerted: int = 0
+    replayed: int = 0
+    labels: int = 0
+    model_versions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """One poll's records as parallel columns."""
+
+    keys: list[bytes | None]
+    payloads: list[bytes | None]
+    partitions: np.ndarray
+    offsets: np.ndarray
+    ingested_at_us: int
+    started: float
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[Message], started: float) -> Batch:
+        return cls(
+            keys=[message.key() for message in messages],
+            payloads=[message.value() for message in messages],
+            partitions=np.fromiter((message.partition() for message in messages), np.int32, len(messages)),
+            offsets=np.fromiter((message.offset() for message in messages), np.int64, len(messages)),
+            ingested_at_us=time.time_ns() // 1000,
+            started=started,
+        )
+
+
+class LocalEngine:
+    """One consumer-group member of the local engine; composed of a label feed, a model holder,
+    Kafka clients, a database connection and the metrics."""
+
+    def __init__(self, settings: Settings, options: EngineOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.topic = settings.transactions_topic
+        self.config = FeatureConfig()
+        self.states: dict[int, PartitionState] = {}
+        self.summary = RunSummary()
+        self.metrics = EngineMetrics(ENGINE)
+        self.stopping = False
+        self._check_topics()
+        self.connection = psycopg.connect(settings.database_url, autocommit=True)
+        self.models = ModelHolder(settings.models_dir, options.model_poll_interval_s)
+        self.labels = LabelFeed(settings, options.group)
+        self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES})
+        overrides: dict[str, Any] = {"session.timeout.ms": options.session_timeout_ms}
+        if options.instance_id:
+            overrides["group.instance.id"] = options.instance_id
+        self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
+        self._delivery_errors: list[str] = []
+        self._lag_at = 0.0
+        self.metrics.set_model(self.models.version)
+        self.summary.model_versions.append(self.models.version)
+
+    def _check_topics(self) -> None:
+        settings = self.settings
+        needed = [settings.transactions_topic, settings.labels_topic, settings.alerts_topic, settings.dlq_topic]
+        missing = [name for name in needed if name not in kafka.describe_topics(settings, needed)]
+        if missing:
+            raise TopicMissing(f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap}; "
+                               "create them with `fraudstream topics create`")
+
+    # --- partition ownership -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Restore each partition's snapshot and seek to it (or to the beginning without one)."""
+        for assigned in partitions:
+            state = self._restore(assigned.partition)
+            self.states[assigned.partition] = state
+            assigned.offset = OFFSET_BEGINNING if state.snapshot_offset is None else state.snapshot_offset
+            log.info("partition assigned topic=%s partition=%d resume_offset=%s committed_offset=%d",
+                     self.topic, assigned.partition, state.snapshot_offset, state.committed)
+        consumer.assign(partitions)
+        self.labels.rewind([state.label_offsets for state in self.states.values()])
+
+    def _restore(self, partition: int) -> PartitionState:
+        checkpoint = writer.load_checkpoint(self.connection, self.options.group, self.topic, partition)
+        committed = checkpoint.committed_offset or 0
+        if checkpoint.snapshot_offset is not None and checkpoint.snapshot_offset > committed:
+            raise OffsetRegression(f"partition {partition}: snapshot at offset {checkpoint.snapshot_offset} is "
+                                   f"beyond the committed offset {committed}; engine_offsets was edited by hand?")
+        if checkpoint.state is not None:
+            try:
+                features = FeatureState.restore(checkpoint.state)
+            except StateFormatError as error:
+                log.error("snapshot refused partition=%d reason=%r action=replay_from_beginning", partition, str(error))
+            else:
+                return PartitionState(partition, features, committed, checkpoint.snapshot_offset or 0,
+                                      checkpoint.label_offsets, checkpoint.snapshot_offset)
+        return PartitionState(partition, FeatureState(self.config), committed, 0, {}, None)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Drop the states: everything they produced is already committed (batches commit before polling)."""
+        for revoked in partitions:
+            self.states.pop(revoked.partition, None)
+            log.info("partition revoked topic=%s partition=%d", self.topic, revoked.partition)
+
+    # --- the commit protocol ---------------------------------------------------------------------------
+
+    def process_batch(self) -> int:
+        """One micro-batch through the commit protocol (module docstring); returns the new events handled."""
+        started = time.perf_counter()
+        # 1. Poll, keeping only records of partitions still owned.
+        messages = [message for message in self.consumer.consume(self.options.batch_size,
+                                                                  self.options.batch_timeout_ms / 1000)
+                    if self._usable(message)]
+        batch = Batch.from_messages(messages, started)
+        # 2. Reload the model at this boundary if another version was promoted.
+        if self.models.refresh():
+            self.metrics.set_model(self.models.version)
+            self.summary.model_versions.append(self.models.version)
+        # 3. Labels: apply to the states that have not seen them, stage for the table.
+        labels, label_letters = self.labels.poll(self.states.values(), ENGINE)
+        # 4. Decode and validate.
+        decoded = pipeline.decode(batch.payloads)
+        fresh = batch.offsets >= np.array([self._committed(p) for p in batch.partitions], dtype=np.int64)
+        rejected = [item for item in decoded.rejected if fresh[item.position]]
+        letters = pipeline.dead_letters(batch.keys, batch.payloads, rejected, topic=self.topic,
+                                        partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
+                                        engine=ENGINE) + label_letters
+        # 5. Features per partition state, replays included.
+        features = self._features(decoded.frame, batch.partitions[decoded.positions])
+        new = fresh[decoded.positions]
+        self.summary.replayed += int((~new).sum())
+        # 6. Score the new records; rows and alerts.
+        transactions = decoded.frame[new].reset_index(drop=True)
+        transactions["kafka_partition"] = batch.partitions[decoded.positions][new]
+        transactions["kafka_offset"] = batch.offsets[decoded.positions][new]
+        transactions["ingested_at_us"] = batch.ingested_at_us
+        rows = self._score(transactions, features[new].reset_index(drop=True))
+        alerts = pipeline.alert_messages(rows)
+        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them.
+        self._produce(alerts, letters)
+        # 8. Rows, labels, offsets and due snapshots in one database transaction.
+        self._advance_positions(batch)
+        self._commit(rows, labels)
+        committed_at_us = time.time_ns() // 1000
+        # 9. Informational Kafka commit, metrics, summary.
+        self._commit_kafka(batch)
+        self._record(batch, rows, len(rejected), len(alerts), len(labels), committed_at_us)
+        return len(rows) + len(rejected)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error code=%s reason=%r", error.code(), error.str())
+            return False
+        return message.partition() in self.states
+
+    def _committed(self, partition: int) -> int:
+        return self.states[partition].committed
+
+    def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> pd.DataFrame:
+        """Each partition's rows through its own state; the result is aligned with ``frame``."""
+        parts = []
+        for partition in np.unique(partitions):
+            rows = frame[partitions == partition]
+            parts.append(self.states[int(partition)].features.process(rows))
+        if not parts:
+            return pd.DataFrame({**{name: np.zeros(0) for name in FEATURE_NAMES}, "is_late": np.zeros(0, bool)})
+        return pd.concat(parts).sort_index()
+
+    def _score(self, transactions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+        if transactions.empty:
+            return pipeline.no_rows()
+        scorer = self.models.scorer
+        return pipeline.scored_rows(transactions, features, scorer.score(features), model_version=scorer.model_version,
+                                    engine=ENGINE, scored_at_us=time.time_ns() // 1000, feature_columns=FEATURE_NAMES)
+
+    def _produce(self, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
+        if not alerts and not letters:
+            return
+        for key, value in alerts:
+            self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
+        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
+        remaining = self.producer.flush(30)
+        errors, self._delivery_errors = self._delivery_errors, []
+        if remaining or errors:
+            raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
+                                     f"check the broker at {self.settings.kafka_bootstrap}; the batch will be replayed")
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
+
+    def _advance_positions(self, batch: Batch) -> None:
+        for partition in np.unique(batch.partitions):
+            state = self.states[int(partition)]
+            state.position = max(state.position, int(batch.offsets[batch.partitions == partition].max()) + 1)
+
+    def _commit(self, rows: pd.DataFrame, labels: pd.DataFrame) -> None:
+        advancing = {p: s.position for p, s in self.states.items() if s.position > s.committed}
+        due = [s for s in self.states.values() if s.position >= s.committed and self._snapshot_due(s)]
+        if rows.empty and labels.empty and not advancing and not due:
+            return
+        with self.connection.transaction():
+            writer.upsert_scored(self.connection, rows)
+            writer.upsert_labels(self.connection, labels)
+            stale = writer.advance_offsets(self.connection, self.options.group, self.topic, advancing)
+            if stale:
+                raise OffsetRegression(f"partitions {stale} of {self.topic} already have a higher committed offset "
+                                       f"in group {self.options.group}: another member wrote them; rolled back")
+            for state in due:
+                written = writer.save_snapshot(
+                    self.connection, self.options.group, self.topic, state.partition, next_offset=state.position,
+                    state=state.features.snapshot(), feature_code_version=FEATURE_CODE_VERSION,
+                    label_offsets=state.label_offsets)
+                if not written:
+                    raise OffsetRegression(f"partition {state.partition}: a snapshot beyond offset {state.position} "
+                                           "exists; another member owns this partition; rolled back")
+        for partition, offset in advancing.items():
+            self.states[partition].committed = offset
+        for state in due:
+            state.snapshot_offset, state.snapshot_at = state.position, time.monotonic()
+
+    def _snapshot_due(self, state: PartitionState) -> bool:
+        if state.snapshot_offset == state.position:
+            return False
+        return (state.snapshot_offset is None
+                or time.monotonic() - state.snapshot_at >= self.options.snapshot_interval_s)
+
+    def _commit_kafka(self, batch: Batch) -> None:
+        if batch.partitions.size == 0:
+            return
+        offsets = [TopicPartition(self.topic, int(p), self.states[int(p)].committed)
+                   for p in np.unique(batch.partitions) if self.states[int(p)].committed > 0]
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+
+    def _record(self, batch: Batch, rows: pd.DataFrame, dead_lettered: int, alerted: int, labels: int,
+                committed_at_us: int) -> None:
+        summary = self.summary
+        summary.batches += 1
+        summary.scored += len(rows)
+        summary.dead_lettered += dead_lettered
+        summary.alerted += alerted
+        summary.labels += labels
+        if rows.empty and not dead_lettered:
+            return
+        decisions = Counter(rows["decision"].tolist())
+        duration_s = time.perf_counter() - batch.started
+        self.metrics.observe_batch(duration_s=duration_s, committed_at_us=committed_at_us,
+                                   event_time_us=rows["event_time_us"].to_numpy(),
+                                   ingested_at_us=rows["ingested_at_us"].to_numpy(),
+                                   decisions=decisions, dead_lettered=dead_lettered)
+        log.debug("batch committed records=%d scored=%d dead_lettered=%d alerts=%d labels=%d duration_ms=%.1f",
+                  len(batch.payloads), len(rows), dead_lettered, alerted, labels, duration_s * 1000)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < self.options.lag_interval_s:
+            return
+        self._lag_at = now
+        lag = {}
+        for partition, state in list(self.states.items()):
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=1)
+            lag[partition] = max(0, high - state.position)
+        self.metrics.set_lag(lag)
+
+    # --- running ---------------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Process until max_events, duration or SIGTERM/SIGINT; the current batch always completes."""
+        options = self.options
+        if options.metrics_port:
+            self.metrics.serve(options.metrics_port)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop)
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        log.info("engine started engine=%s group=%s instance=%s topic=%s model_version=%s",
+                 ENGINE, options.group, options.instance_id, self.topic, self.models.version)
+        deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+        handled = 0
+        try:
+            while not self.stopping:
+                handled += self.process_batch()
+                self._update_lag()
+                if options.max_events is not None and handled >= options.max_events:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        finally:
+            self.close()
+        summary = self.summary
+        log.info("engine stopped batches=%d scored=%d dead_lettered=%d alerted=%d replayed=%d labels=%d",
+                 summary.batches, summary.scored, summary.dead_lettered, summary.alerted, summary.replayed,
+                 summary.labels)
+        return summary
+
+    def _stop(self, signum: int, _frame: object) -> None:
+        log.info("stop requested signal=%s", signal.Signals(signum).name)
+        self.stopping = True
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.labels.close()
+        self.producer.flush(10)
+        self.connection.close()
+
+
+def run_local_engine(settings: Settings, options: EngineOptions) -> RunSummary:
+    """Run one member of the local engine until it is asked to stop."""
+    return LocalEngine(settings, options).run()

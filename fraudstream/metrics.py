@@ -1,0 +1,100 @@
+"""Prometheus metrics of a running engine, served over HTTP.
+
+Histograms are fed a whole batch at a time (NumPy bucket counts) rather than one Python call per
+event, so that measuring latency costs nothing noticeable at 20,000 events/s.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class BatchHistogram(Collector):
+    """A histogram observed with arrays of values."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float] = LATENCY_BUCKETS_S) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        counts = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=self._counts.size)
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        buckets = [(f"{bound:g}", count) for bound, count in zip(self.bounds.tolist(), cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, total)
+        yield family
+
+
+class EngineMetrics:
+    """The metrics every engine reports; one instance per process, on its own registry."""
+
+    def __init__(self, engine: str) -> None:
+        self.registry = CollectorRegistry()
+        self.engine = engine
+        self.events = Counter("fraudstream_events", "Events handled, by outcome (scored, dead_lettered).",
+                              ["outcome"], registry=self.registry)
+        self.events_per_second = Gauge("fraudstream_events_per_second",
+                                       "Events per second over the last batch.", registry=self.registry)
+        self.decisions = Counter("fraudstream_decisions", "Scored events by decision.", ["decision"],
+                                 registry=self.registry)
+        self.batch_duration = BatchHistogram("fraudstream_batch_duration_seconds",
+                                             "Wall time of one micro-batch, poll to database commit.")
+        self.event_to_commit = BatchHistogram("fraudstream_event_time_to_commit_seconds",
+                                              "Event time to database commit, per event.")
+        self.ingest_to_commit = BatchHistogram("fraudstream_ingest_to_commit_seconds",
+                                               "Read from Kafka to database commit, per event.")
+        for histogram in (self.batch_duration, self.event_to_commit, self.ingest_to_commit):
+            self.registry.register(histogram)
+        self.consumer_lag = Gauge("fraudstream_consumer_lag", "Messages behind the end of each partition.",
+                                  ["partition"], registry=self.registry)
+        self.model = Gauge("fraudstream_model_info", "1 for the model version in use.", ["model_version"],
+                           registry=self.registry)
+        self._model_version: str | None = None
+
+    def serve(self, port: int) -> None:
+        """Expose /metrics on ``port`` (a daemon thread)."""
+        start_http_server(port, registry=self.registry)
+
+    def observe_batch(self, *, duration_s: float, committed_at_us: int, event_time_us: np.ndarray,
+                      ingested_at_us: np.ndarray, decisions: Mapping[str, int], dead_lettered: int) -> None:
+        scored = int(event_time_us.size)
+        self.events.labels("scored").inc(scored)
+        self.events.labels("dead_lettered").inc(dead_lettered)
+        self.events_per_second.set((scored + dead_lettered) / duration_s if duration_s > 0 else 0.0)
+        for decision, count in decisions.items():
+            self.decisions.labels(decision).inc(count)
+        self.batch_duration.observe_many(np.array([duration_s]))
+        self.event_to_commit.observe_many((committed_at_us - event_time_us) / 1e6)
+        self.ingest_to_commit.observe_many((committed_at_us - ingested_at_us) / 1e6)
+
+    def set_lag(self, lag_by_partition: Mapping[int, int]) -> None:
+        self.consumer_lag.clear()
+        for partition, lag in lag_by_partition.items():
+            self.consumer_lag.labels(str(partition)).set(lag)
+
+    def set_model(self, version: str) -> None:
+        if self._model_version is not None:
+            self.model.remove(self._model_version)
+        self.model.labels(version).set(1)
+        self._model_version = version

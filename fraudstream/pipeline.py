@@ -1,0 +1,127 @@
+"""Engine-agnostic steps around the feature core and the model: decode, build the database rows, the
+alert messages and the dead letters.
+
+Pure functions over pandas frames and bytes (no Kafka client, no Spark, no database driver), so the
+local engine and the Spark engine's foreachBatch build identical outputs from the same batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from fraudstream.events import TRANSACTION_COLUMNS, DecodedBatch, Rejected, decode_transactions, format_time_us
+
+if TYPE_CHECKING:
+    from fraudstream.scoring import ScoreResult
+
+#: Bookkeeping columns an engine adds beside TRANSACTION_COLUMNS before building rows.
+SOURCE_COLUMNS: dict[str, str] = {"kafka_partition": "int32", "kafka_offset": "int64", "ingested_at_us": "int64"}
+
+#: Columns of the row frame, in the order of the writer's staging table (times as µs since the epoch).
+ROW_COLUMNS: tuple[str, ...] = (
+    *TRANSACTION_COLUMNS, "features", "score", "decision", "reasons", "model_version", "is_late", "engine",
+    "kafka_partition", "kafka_offset", "ingested_at_us", "scored_at_us",
+)
+
+ALERT_DECISIONS = ("review", "block")
+
+#: The broker accepts 2 MB messages; a dead letter keeps at most this much of the original payload.
+MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024 - 64 * 1024
+
+_NUL_ESCAPE = b"\\u0000"
+
+#: (key, original bytes, reason, provenance) as fraudstream.kafka.publish_dead_letters takes them.
+DeadLetter = tuple[bytes | None, bytes | None, str, Mapping[str, str]]
+
+
+def decode(payloads: Sequence[bytes | None]) -> DecodedBatch:
+    """Decode and validate, also rejecting text PostgreSQL cannot store (NUL characters), so that no
+    payload can make the database write fail and stop the engine."""
+    unstorable = [i for i, payload in enumerate(payloads) if payload is not None and _NUL_ESCAPE in payload]
+    if not unstorable:
+        return decode_transactions(payloads)
+    keep = np.setdiff1d(np.arange(len(payloads)), unstorable)
+    decoded = decode_transactions([payloads[i] for i in keep])
+    rejected = [Rejected(int(keep[r.position]), r.reason) for r in decoded.rejected]
+    rejected += [Rejected(i, "text contains a NUL character (\\u0000), which the database cannot store")
+                 for i in unstorable]
+    rejected.sort(key=lambda r: r.position)
+    return DecodedBatch(decoded.frame, keep[decoded.positions], rejected)
+
+
+def scored_rows(transactions: pd.DataFrame, features: pd.DataFrame, scores: ScoreResult, *, model_version: str,
+                engine: str, scored_at_us: int, feature_columns: Sequence[str]) -> pd.DataFrame:
+    """The rows for the ``transactions`` table, in ROW_COLUMNS order.
+
+    ``transactions`` holds TRANSACTION_COLUMNS and SOURCE_COLUMNS; ``features`` is the core's output
+    aligned with it (with ``is_late``); ``feature_columns`` are the features stored with each row.
+    """
+    size = len(transactions)
+    rows = transactions.reset_index(drop=True).copy()
+    stored = features.reset_index(drop=True)
+    names = list(feature_columns)
+    values = stored[names].to_numpy(dtype=np.float64)
+    rows["features"] = [orjson.dumps(dict(zip(names, map(_json_number, row), strict=True))).decode()
+                        for row in values.tolist()] if names else ["{}"] * size
+    rows["score"] = np.asarray(scores.probability, dtype=np.float64)
+    rows["decision"] = np.asarray(scores.decision, dtype=object)
+    rows["reasons"] = [list(reason) for reason in scores.reasons]
+    rows["model_version"] = model_version
+    rows["is_late"] = stored["is_late"].to_numpy(dtype=bool)
+    rows["engine"] = engine
+    rows["scored_at_us"] = np.int64(scored_at_us)
+    return rows[list(ROW_COLUMNS)]
+
+
+def no_rows() -> pd.DataFrame:
+    """An empty row frame (a batch with nothing new to write)."""
+    return pd.DataFrame({name: [] for name in ROW_COLUMNS})
+
+
+def _json_number(value: float) -> float | None:
+    """JSON has no NaN or infinity: a missing feature (first event of an account) is stored as null."""
+    return value if np.isfinite(value) else None
+
+
+def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:
+    """(key, value) for every review/block row: keyed by transaction_id so that a consumer can drop the
+    duplicates that at-least-once delivery may bring."""
+    flagged = rows[rows["decision"].isin(ALERT_DECISIONS)]
+    messages = []
+    for row in flagged.itertuples(index=False):
+        alert: dict[str, Any] = {
+            "transaction_id": row.transaction_id,
+            "account_id": row.account_id,
+            "merchant_id": row.merchant_id,
+            "event_time": format_time_us(row.event_time_us),
+            "amount": row.amount,
+            "currency": row.currency,
+            "score": row.score,
+            "decision": row.decision,
+            "reasons": list(row.reasons),
+            "model_version": row.model_version,
+            "scored_at": format_time_us(row.scored_at_us),
+        }
+        messages.append((row.transaction_id.encode(), orjson.dumps(alert)))
+    return messages
+
+
+def dead_letters(keys: Sequence[bytes | None], payloads: Sequence[bytes | None], rejected: Sequence[Rejected],
+                 *, topic: str, partitions: Sequence[int], offsets: Sequence[int], engine: str) -> list[DeadLetter]:
+    """The dead letters of a batch: the original bytes (cut to what the broker accepts, which a header
+    says), the reason, and where the event came from so that it can be found and replayed."""
+    letters: list[DeadLetter] = []
+    for item in rejected:
+        payload = payloads[item.position]
+        provenance = {"topic": topic, "partition": str(partitions[item.position]),
+                      "offset": str(offsets[item.position]), "engine": engine}
+        if payload is not None and len(payload) > MAX_DEAD_LETTER_BYTES:
+            provenance["truncated_from_bytes"] = str(len(payload))
+            payload = payload[:MAX_DEAD_LETTER_BYTES]
+        letters.append((keys[item.position], payload, item.reason, provenance))
+    return letters

@@ -1,0 +1,157 @@
+"""Idempotent writes of scored rows and labels, and the engines' offsets and state checkpoints.
+
+Rows go through COPY into a temporary staging table (CSV written by Arrow, so no Python loop per
+field), then ``INSERT ... ON CONFLICT DO NOTHING``: a transaction written twice stays one row. None of
+these functions commits: the caller owns the transaction, so rows, offsets and snapshots of a batch
+become durable together. Usable from a Spark foreachBatch with a plain pandas frame and a connection.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from fraudstream.pipeline import ROW_COLUMNS
+
+_SCORED_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS scored_stage (
+    transaction_id text, event_time_us bigint, account_id text, amount double precision, currency text,
+    merchant_id text, merchant_category text, payment_method text, channel text, country text,
+    latitude double precision, longitude double precision, device_id text, features jsonb,
+    score double precision, decision text, reasons text[], model_version text, is_late boolean, engine text,
+    kafka_partition integer, kafka_offset bigint, ingested_at_us bigint, scored_at_us bigint
+) ON COMMIT DELETE ROWS
+"""
+_EPOCH_PLUS = "timestamptz 'epoch' + {} * interval '1 microsecond'"
+_SCORED_UPSERT = f"""
+INSERT INTO transactions (transaction_id, event_time, account_id, amount, currency, merchant_id,
+    merchant_category, payment_method, channel, country, latitude, longitude, device_id, features, score,
+    decision, reasons, model_version, is_late, engine, kafka_partition, kafka_offset, ingested_at, scored_at)
+SELECT transaction_id, {_EPOCH_PLUS.format("event_time_us")}, account_id, amount, currency, merchant_id,
+    merchant_category, payment_method, channel, country, latitude, longitude, device_id, features, score,
+    decision, reasons, model_version, is_late, engine, kafka_partition, kafka_offset,
+    {_EPOCH_PLUS.format("ingested_at_us")}, {_EPOCH_PLUS.format("scored_at_us")}
+FROM scored_stage
+ON CONFLICT (transaction_id, event_time) DO NOTHING
+"""
+_LABEL_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS label_stage (
+    transaction_id text, account_id text, merchant_id text, is_fraud boolean, scenario text, labeled_at_us bigint
+) ON COMMIT DELETE ROWS
+"""
+_LABEL_UPSERT = f"""
+INSERT INTO labels (transaction_id, account_id, merchant_id, is_fraud, scenario, labeled_at)
+SELECT DISTINCT ON (transaction_id) transaction_id, account_id, merchant_id, is_fraud, scenario,
+    {_EPOCH_PLUS.format("labeled_at_us")}
+FROM label_stage
+ON CONFLICT (transaction_id) DO NOTHING
+"""
+_LABEL_COLUMNS = ("transaction_id", "account_id", "merchant_id", "is_fraud", "scenario", "labeled_at_us")
+_CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a partition resumes: the committed offset, and the latest feature-state snapshot (if any)."""
+
+    committed_offset: int | None
+    snapshot_offset: int | None
+    state: bytes | None
+    feature_code_version: str | None
+    label_offsets: dict[int, int]
+
+
+def _copy_csv(connection: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer, _CSV)
+    with connection.cursor().copy(f"COPY {table} FROM STDIN (FORMAT csv)") as copy:
+        copy.write(buffer.getbuffer())
+
+
+def _pg_array(values: list[str]) -> str:
+    """A text[] literal; every element quoted, so commas, braces and quotes in reasons are safe."""
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
+
+
+def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
+    """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
+    if rows.empty:
+        return 0
+    frame = rows[list(ROW_COLUMNS)].copy()
+    frame["reasons"] = [_pg_array(list(reasons)) for reasons in frame["reasons"]]
+    connection.execute(_SCORED_STAGE)
+    _copy_csv(connection, "scored_stage", frame)
+    return connection.execute(_SCORED_UPSERT).rowcount
+
+
+def upsert_labels(connection: psycopg.Connection, labels: pd.DataFrame) -> int:
+    """Insert labels (LABEL_COLUMNS of fraudstream.events); the first label of a transaction wins."""
+    if labels.empty:
+        return 0
+    connection.execute(_LABEL_STAGE)
+    _copy_csv(connection, "label_stage", labels[list(_LABEL_COLUMNS)])
+    return connection.execute(_LABEL_UPSERT).rowcount
+
+
+def advance_offsets(connection: psycopg.Connection, group: str, topic: str, offsets: Mapping[int, int]) -> list[int]:
+    """Record the next offset to consume per partition, only ever forwards.
+
+    Returns the partitions whose stored offset is already beyond the given one (another member wrote
+    it): the caller must treat that as a broken invariant and roll back.
+    """
+    stale = []
+    for partition, next_offset in sorted(offsets.items()):
+        updated = connection.execute(
+            "INSERT INTO engine_offsets (consumer_group, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (consumer_group, topic, partition) DO UPDATE"
+            " SET next_offset = EXCLUDED.next_offset, updated_at = clock_timestamp()"
+            " WHERE engine_offsets.next_offset <= EXCLUDED.next_offset",
+            (group, topic, partition, next_offset),
+        ).rowcount
+        if updated == 0:
+            stale.append(partition)
+    return stale
+
+
+def save_snapshot(connection: psycopg.Connection, group: str, topic: str, partition: int, *, next_offset: int,
+                  state: bytes, feature_code_version: str, label_offsets: Mapping[int, int]) -> bool:
+    """Store a partition's feature state taken after consuming up to ``next_offset``; False when a newer
+    snapshot is already stored (snapshots, like offsets, only move forwards)."""
+    return connection.execute(
+        "INSERT INTO engine_state_snapshots (consumer_group, topic, partition, next_offset, state,"
+        " feature_code_version, label_offsets) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,"
+        " state = EXCLUDED.state, feature_code_version = EXCLUDED.feature_code_version,"
+        " label_offsets = EXCLUDED.label_offsets, created_at = clock_timestamp()"
+        " WHERE engine_state_snapshots.next_offset <= EXCLUDED.next_offset",
+        (group, topic, partition, next_offset, state, feature_code_version,
+         orjson.dumps({str(k): v for k, v in label_offsets.items()}).decode()),
+    ).rowcount == 1
+
+
+def load_checkpoint(connection: psycopg.Connection, group: str, topic: str, partition: int) -> Checkpoint:
+    """The committed offset and the latest snapshot of one partition (all None when never processed)."""
+    committed = connection.execute(
+        "SELECT next_offset FROM engine_offsets WHERE consumer_group = %s AND topic = %s AND partition = %s",
+        (group, topic, partition),
+    ).fetchone()
+    snapshot = connection.execute(
+        "SELECT next_offset, state, feature_code_version, label_offsets FROM engine_state_snapshots"
+        " WHERE consumer_group = %s AND topic = %s AND partition = %s",
+        (group, topic, partition),
+    ).fetchone()
+    return Checkpoint(
+        committed_offset=committed[0] if committed else None,
+        snapshot_offset=snapshot[0] if snapshot else None,
+        state=bytes(snapshot[1]) if snapshot else None,
+        feature_code_version=snapshot[2] if snapshot else None,
+        label_offsets={int(k): int(v) for k, v in (snapshot[3] if snapshot else {}).items()},
+    )
