@@ -1,0 +1,310 @@
+"""Account-scoped features: velocity, amount profile, novelty, geography, time of day, account age.
+
+Definitions (pinned by tests/unit/test_features_account.py):
+
+- Processing order: events are handled per account in event-time order (ties: batch position).
+  A feature of an event sees the account's events processed before it plus the event itself.
+- ``account_transaction_count_<w>`` / ``account_amount_sum_<w>``: events with event time in the
+  half-open window ``(t - w, t]``, the current one included. Events already processed with a later
+  event time (a late arrival's successors) are not in its window.
+- ``account_previous_transaction_count``, ``amount_to_account_mean_ratio``, ``amount_zscore``:
+  over all earlier-processed transactions of the account (NaN ratio before the first, NaN z-score
+  before the second; z divides by max(population std, 1 currency unit)).
+- ``seconds_since_previous_transaction`` / ``speed_from_previous_kmh``: the previous event in event
+  time (NaN for the first); speed divides by at least ``min_speed_interval_s``.
+- ``is_new_<merchant|device|country|payment_method>``: 1 when no earlier (event-time) transaction
+  of the account used that value; at most ``max_distinct_values`` most recently used values per kind
+  are remembered, so a long-forgotten value counts as new again.
+- ``distance_from_home_km``: home is the mean location of the account's first
+  ``home_transactions`` transactions; NaN for the first transaction.
+- ``hour_of_day`` / ``is_night`` (00:00-05:59) / ``is_weekend``: local solar time from longitude.
+- ``account_age_days``: since the earliest event time seen for the account (0 for the first).
+- ``is_late``: event time < account watermark - ``allowed_lateness_s``, where the watermark is the
+  latest event time of the account's earlier batches. Late events are still scored; their windows
+  use whatever history is retained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.features import columnar as col
+from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, account_feature_names, window_label
+from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
+
+SCALARS = np.dtype(
+    [
+        ("watermark_us", "<i8"),
+        ("first_seen_us", "<i8"),
+        ("count", "<i8"),
+        ("amount_cents_sum", "<i8"),
+        ("amount_squared_sum", "<i8"),  # in 1/16 of a squared currency unit, so sums stay exact
+        ("home_latitude_sum", "<i8"),  # micro-degrees
+        ("home_longitude_sum", "<i8"),
+        ("home_count", "<i8"),
+    ]
+)
+DEFAULT = (NO_TIME, FAR_FUTURE, 0, 0, 0, 0, 0, 0)
+#: Per-account tables (int64 matrices). history: retained events; seen: remembered values per kind.
+HISTORY_TIME, HISTORY_CENTS, HISTORY_LATITUDE, HISTORY_LONGITUDE = range(4)
+SEEN_KIND, SEEN_HASH, SEEN_FIRST, SEEN_LAST = range(4)
+#: Novelty kinds, in the order of the is_new_* features.
+NOVELTY_COLUMNS = ("merchant_id", "device_id", "country", "payment_method")
+SQUARED_UNITS = 16.0
+MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
+MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+
+
+def _codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    codes = pd.Categorical(values, categories=list(categories)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes
+
+
+class AccountFeatures:
+    """Account state and the batch update; run it grouped by account or on mixed batches alike."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.names = account_feature_names(config)
+        self.store = KeyedStore(SCALARS, DEFAULT, {"history": 4, "seen": 4})
+        self.late_events = 0
+
+    @classmethod
+    def step(
+        cls, config: FeatureConfig, account_id: str, state: bytes | None, events: pd.DataFrame
+    ) -> tuple[pd.DataFrame, bytes]:
+        """One account's events with its serialized state in, features and new state out (Spark)."""
+        features = cls(config)
+        if state is not None:
+            features.store.load_key(account_id, state)
+        frame = features.process(events)
+        return frame, features.store.dump_key(account_id)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Features (self.names + is_late) for every row, in the batch's order; updates the state."""
+        cfg = self.config
+        n = len(batch)
+        group_raw, accounts = pd.factorize(batch["account_id"].to_numpy(dtype=object))
+        time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
+        order = np.lexsort((np.arange(n), time_raw, group_raw))
+        g = group_raw[order]
+        t = time_raw[order]
+        cents = np.rint(batch["amount"].to_numpy(dtype=np.float64)[order] * 100).astype(np.int64)
+        lat_e6 = np.rint(batch["latitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)
+        lon_e6 = np.rint(batch["longitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)
+
+        slots = self.store.slots(np.asarray(accounts, dtype=object))
+        starts = col.segment_starts(g)
+        ends = np.r_[starts[1:], n]
+        self.store.expire(slots, t[starts], cfg.account_ttl_s * MICROS_PER_SECOND)
+        state = self.store.scalars[slots]
+
+        out: dict[str, np.ndarray] = {"amount": cents / 100.0}
+        history, history_group = self.store.gather("history", slots)
+        merged = self._merge(history, history_group, g, t, cents, lat_e6, lon_e6)
+        self._velocity(out, merged, g, t)
+        rank = col.rank_in_segment(g)
+        self._amount_profile(out, state, g, rank, cents)
+        out.update(self._novelty(batch, order, slots, g, t))
+        self._geography(out, merged, state, g, rank, t, lat_e6, lon_e6)
+        self._calendar(out, state, g, t, starts, ends, lon_e6, batch, order)
+
+        watermark = state["watermark_us"][g]
+        late = (watermark > NO_TIME) & (t < watermark - cfg.allowed_lateness_s * MICROS_PER_SECOND)
+        self.late_events += int(late.sum())
+        self._update(slots, state, merged, g, t, starts, ends, cents, lat_e6, lon_e6, rank)
+
+        result = {}
+        for name in self.names:
+            column = np.empty(n, dtype=np.float64)
+            column[order] = out[name]
+            result[name] = column
+        is_late = np.empty(n, dtype=bool)
+        is_late[order] = late
+        result["is_late"] = is_late
+        return pd.DataFrame(result, index=batch.index)
+
+    @staticmethod
+    def _merge(
+        history: np.ndarray,
+        history_group: np.ndarray,
+        g: np.ndarray,
+        t: np.ndarray,
+        cents: np.ndarray,
+        lat_e6: np.ndarray,
+        lon_e6: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Retained history and the batch in one (account, time) order; history first on ties."""
+        size = len(history)
+        group = np.r_[history_group, g]
+        time = np.r_[history[:, HISTORY_TIME], t]
+        source = np.r_[np.zeros(size, dtype=np.int8), np.ones(t.size, dtype=np.int8)]
+        order = np.lexsort((np.r_[np.arange(size), np.arange(t.size)], source, time, group))
+        return {
+            "group": group[order],
+            "time": time[order],
+            "cents": np.r_[history[:, HISTORY_CENTS], cents][order],
+            "lat_e6": np.r_[history[:, HISTORY_LATITUDE], lat_e6][order],
+            "lon_e6": np.r_[history[:, HISTORY_LONGITUDE], lon_e6][order],
+            "batch_index": np.flatnonzero(source[order] == 1),
+        }
+
+    def _velocity(
+        self, out: dict[str, np.ndarray], merged: dict[str, np.ndarray], g: np.ndarray, t: np.ndarray
+    ) -> None:
+        index = merged["batch_index"]
+        sorted_times = col.SortedTimes(merged["group"], merged["time"])
+        amount_prefix = col.prefix(merged["cents"])
+        for seconds in self.config.account_windows_s:
+            start = sorted_times.first_after(g, t - seconds * MICROS_PER_SECOND)
+            out[f"account_transaction_count_{window_label(seconds)}"] = (index + 1 - start).astype(np.float64)
+            window_sum = amount_prefix[index + 1] - amount_prefix[start]
+            out[f"account_amount_sum_{window_label(seconds)}"] = window_sum / 100.0
+
+    @staticmethod
+    def _amount_profile(
+        out: dict[str, np.ndarray], state: np.ndarray, g: np.ndarray, rank: np.ndarray, cents: np.ndarray
+    ) -> None:
+        squared = np.rint((cents / 100.0) ** 2 * SQUARED_UNITS).astype(np.int64)
+        count = state["count"][g] + rank
+        total = state["amount_cents_sum"][g] + col.exclusive_segment_cumsum(cents, g)
+        total_squared = state["amount_squared_sum"][g] + col.exclusive_segment_cumsum(squared, g)
+        amount = cents / 100.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = total / 100.0 / count
+            variance = total_squared / SQUARED_UNITS / count - mean**2
+            ratio = np.where((count >= 1) & (mean > 0), amount / mean, np.nan)
+            zscore = (amount - mean) / np.maximum(np.sqrt(np.maximum(variance, 0.0)), 1.0)
+        out["account_previous_transaction_count"] = count.astype(np.float64)
+        out["amount_to_account_mean_ratio"] = ratio
+        out["amount_zscore"] = np.where(count >= 2, zscore, np.nan)
+
+    def _novelty(
+        self, batch: pd.DataFrame, order: np.ndarray, slots: np.ndarray, g: np.ndarray, t: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """is_new_* flags, and the remembered values updated (first/last use, capped per kind)."""
+        n = t.size
+        kinds = len(NOVELTY_COLUMNS)
+        seen, seen_group = self.store.gather("seen", slots)
+        hashes = [col.hash_values(batch[name].to_numpy(dtype=object)[order]) for name in NOVELTY_COLUMNS]
+        # One row per remembered value and per (batch event, kind), sorted by (account, kind, value, time).
+        # Values become dense codes first so (account, kind, value) is one int64 sort key.
+        group_kind = np.r_[
+            seen_group * kinds + seen[:, SEEN_KIND], (g[None, :] * kinds + np.arange(kinds)[:, None]).ravel()
+        ]
+        value = np.r_[seen[:, SEEN_HASH], *hashes]
+        value_code, unique_values = pd.factorize(value)
+        key = group_kind * len(unique_values) + value_code
+        first = np.r_[seen[:, SEEN_FIRST], np.tile(t, kinds)]
+        last = np.r_[seen[:, SEEN_LAST], np.tile(t, kinds)]
+        position = np.r_[np.full(len(seen), -1), np.tile(np.arange(n), kinds)]
+        sort = np.lexsort((position, first, key))
+        key, group_kind, value, first, last, position = (
+            a[sort] for a in (key, group_kind, value, first, last, position)
+        )
+        run_start = col.run_start_flags(key)
+        is_new = np.zeros((kinds, n))
+        new_rows = run_start & (position >= 0)
+        is_new[group_kind[new_rows] % kinds, position[new_rows]] = 1.0
+
+        runs = np.flatnonzero(run_start)
+        run_group_kind = group_kind[runs]
+        run_last = np.maximum.reduceat(last, runs)
+        recency = np.lexsort((-run_last, run_group_kind))
+        kept = recency[col.rank_in_segment(run_group_kind[recency]) < self.config.max_distinct_values]
+        remembered = np.column_stack(
+            (run_group_kind[kept] % kinds, value[runs][kept], first[runs][kept], run_last[kept])
+        )
+        self.store.scatter("seen", slots, remembered, run_group_kind[kept] // kinds)
+        return {f"is_new_{name.removesuffix('_id')}": is_new[k] for k, name in enumerate(NOVELTY_COLUMNS)}
+
+    def _geography(
+        self,
+        out: dict[str, np.ndarray],
+        merged: dict[str, np.ndarray],
+        state: np.ndarray,
+        g: np.ndarray,
+        rank: np.ndarray,
+        t: np.ndarray,
+        lat_e6: np.ndarray,
+        lon_e6: np.ndarray,
+    ) -> None:
+        cfg = self.config
+        index = merged["batch_index"]
+        previous = np.maximum(index - 1, 0)
+        has_previous = (index > 0) & (merged["group"][previous] == g)
+        seconds = np.where(has_previous, (t - merged["time"][previous]) / MICROS_PER_SECOND, np.nan)
+        lat, lon = lat_e6 / 1e6, lon_e6 / 1e6
+        hop = col.haversine_km(merged["lat_e6"][previous] / 1e6, merged["lon_e6"][previous] / 1e6, lat, lon)
+        out["seconds_since_previous_transaction"] = seconds
+        out["speed_from_previous_kmh"] = np.where(
+            has_previous, hop / np.maximum(seconds, cfg.min_speed_interval_s) * 3_600.0, np.nan
+        )
+        home_before = state["home_count"][g]
+        contributes = home_before + rank < cfg.home_transactions
+        home_count = np.minimum(home_before + rank, cfg.home_transactions)
+        home_lat = state["home_latitude_sum"][g] + col.exclusive_segment_cumsum(np.where(contributes, lat_e6, 0), g)
+        home_lon = state["home_longitude_sum"][g] + col.exclusive_segment_cumsum(np.where(contributes, lon_e6, 0), g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            distance = col.haversine_km(home_lat / home_count / 1e6, home_lon / home_count / 1e6, lat, lon)
+        out["distance_from_home_km"] = np.where(home_count > 0, distance, np.nan)
+
+    @staticmethod
+    def _calendar(
+        out: dict[str, np.ndarray],
+        state: np.ndarray,
+        g: np.ndarray,
+        t: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        lon_e6: np.ndarray,
+        batch: pd.DataFrame,
+        order: np.ndarray,
+    ) -> None:
+        local_us = t + np.rint(lon_e6 / 15.0 * 3_600.0).astype(np.int64)  # lon_e6/1e6/15 h in µs
+        hour = (local_us // MICROS_PER_HOUR) % 24
+        weekday = (local_us // MICROS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        out["hour_of_day"] = hour.astype(np.float64)
+        out["is_night"] = (hour < 6).astype(np.float64)
+        out["is_weekend"] = (weekday >= 5).astype(np.float64)
+        first_in_batch = np.repeat(t[starts], ends - starts)
+        first_seen = np.minimum(state["first_seen_us"][g], first_in_batch)
+        out["account_age_days"] = (t - first_seen) / MICROS_PER_DAY
+        out["channel_code"] = _codes(batch["channel"].to_numpy(dtype=object)[order], CHANNELS)
+        out["payment_method_code"] = _codes(batch["payment_method"].to_numpy(dtype=object)[order], PAYMENT_METHODS)
+
+    def _update(
+        self,
+        slots: np.ndarray,
+        state: np.ndarray,
+        merged: dict[str, np.ndarray],
+        g: np.ndarray,
+        t: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        cents: np.ndarray,
+        lat_e6: np.ndarray,
+        lon_e6: np.ndarray,
+        rank: np.ndarray,
+    ) -> None:
+        cfg = self.config
+        squared = np.rint((cents / 100.0) ** 2 * SQUARED_UNITS).astype(np.int64)
+        contributes = state["home_count"][g] + rank < cfg.home_transactions
+        state["watermark_us"] = np.maximum(state["watermark_us"], t[ends - 1])
+        state["first_seen_us"] = np.minimum(state["first_seen_us"], t[starts])
+        state["count"] += ends - starts
+        state["amount_cents_sum"] += np.add.reduceat(cents, starts)
+        state["amount_squared_sum"] += np.add.reduceat(squared, starts)
+        state["home_latitude_sum"] += np.add.reduceat(np.where(contributes, lat_e6, 0), starts)
+        state["home_longitude_sum"] += np.add.reduceat(np.where(contributes, lon_e6, 0), starts)
+        state["home_count"] = np.minimum(state["home_count"] + ends - starts, cfg.home_transactions)
+        self.store.scalars[slots] = state
+
+        horizon_us = (max(cfg.account_windows_s) + cfg.allowed_lateness_s) * MICROS_PER_SECOND
+        group = merged["group"]
+        keep = col.retained(group, merged["time"], state["watermark_us"][group] - horizon_us, cfg.max_history_events)
+        rows = np.column_stack([merged[name][keep] for name in ("time", "cents", "lat_e6", "lon_e6")])
+        self.store.scatter("history", slots, rows, group[keep])

@@ -1,0 +1,171 @@
+"""Merchant-scoped features: merchant velocity and merchant risk from labels that have arrived.
+
+Definitions (pinned by tests/unit/test_features_merchant.py):
+
+- ``merchant_transaction_count_<w>``: the merchant's events with event time in ``(t - w, t]``,
+  the current one included (same processing order as the account features).
+- Label feedback: a label takes effect for transactions whose event time is >= its ``labeled_at``.
+  apply_labels() may receive a label before its time: it waits in state until the event-time clock
+  passes it, so replaying history with every label up front gives exactly the features a stream
+  gets when labels arrive as they are made. A label never influences an event before its labeled_at.
+- ``merchant_label_count``: labels in effect; ``merchant_fraud_count_<w>``: fraud labels whose
+  labeled_at is in ``(t - w, t]``; ``merchant_fraud_rate_smoothed``:
+  ``(fraud labels + strength * prior) / (labels + strength)``.
+- Labels without a merchant_id are ignored; a second label for the same transaction is ignored while
+  the first is retained (labels older than the fraud window + lateness are folded into counters).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.features import columnar as col
+from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, merchant_feature_names, window_label
+from fraudstream.features.store import NO_TIME, KeyedStore
+
+SCALARS = np.dtype([("watermark_us", "<i8"), ("folded_label_count", "<i8"), ("folded_fraud_count", "<i8")])
+DEFAULT = (NO_TIME, 0, 0)
+#: Per-merchant tables (int64 matrices). events: retained event times; labels: labels not yet folded.
+EVENT_TIME = 0
+LABEL_TIME, LABEL_TRANSACTION_HASH, LABEL_IS_FRAUD = range(3)
+
+
+class MerchantFeatures:
+    """Merchant state and the batch update; run it grouped by merchant or on mixed batches alike."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.names = merchant_feature_names(config)
+        self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
+
+    @classmethod
+    def step(
+        cls,
+        config: FeatureConfig,
+        merchant_id: str,
+        state: bytes | None,
+        events: pd.DataFrame,
+        labels: pd.DataFrame | None = None,
+    ) -> tuple[pd.DataFrame, bytes]:
+        """One merchant's labels and events with its serialized state in, features and state out.
+
+        Labels are applied before the events (they only affect events at or after labeled_at).
+        """
+        features = cls(config)
+        if state is not None:
+            features.store.load_key(merchant_id, state)
+        if labels is not None and len(labels):
+            features.apply_labels(labels)
+        frame = features.process(events)
+        return frame, features.store.dump_key(merchant_id)
+
+    def apply_labels(self, labels: pd.DataFrame) -> None:
+        """Remember labels (deduplicated per transaction) until events pass their labeled_at."""
+        labels = labels[labels["merchant_id"].notna()]
+        if labels.empty:
+            return
+        group_new, merchants = pd.factorize(labels["merchant_id"].to_numpy(dtype=object))
+        slots = self.store.slots(np.asarray(merchants, dtype=object))
+        old, old_group = self.store.gather("labels", slots)
+        fresh = np.column_stack(
+            (
+                labels["labeled_at_us"].to_numpy(dtype=np.int64),
+                col.hash_values(labels["transaction_id"].to_numpy(dtype=object)),
+                labels["is_fraud"].to_numpy(dtype=bool).astype(np.int64),
+            )
+        )
+        rows = np.concatenate([old, fresh])
+        group = np.r_[old_group, group_new]
+        transaction = rows[:, LABEL_TRANSACTION_HASH]
+        first_wins = np.lexsort((np.arange(group.size), transaction, group))
+        unique = first_wins[col.run_start_flags(group[first_wins], transaction[first_wins])]
+        unique = unique[np.lexsort((transaction[unique], rows[unique, LABEL_TIME], group[unique]))]
+        self.store.scatter("labels", slots, rows[unique], group[unique])
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Features (self.names) for every row, in the batch's order; updates the state."""
+        cfg = self.config
+        n = len(batch)
+        group_raw, merchants = pd.factorize(batch["merchant_id"].to_numpy(dtype=object))
+        time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
+        order = np.lexsort((np.arange(n), time_raw, group_raw))
+        g, t = group_raw[order], time_raw[order]
+        slots = self.store.slots(np.asarray(merchants, dtype=object))
+        starts = col.segment_starts(g)
+        ends = np.r_[starts[1:], n]
+        self.store.expire(slots, t[starts], cfg.merchant_ttl_s * MICROS_PER_SECOND)
+        state = self.store.scalars[slots]
+
+        events, events_group = self.store.gather("events", slots)
+        labels, labels_group = self.store.gather("labels", slots)
+        stored = len(labels) + len(events)
+        source = np.r_[np.zeros(len(labels), np.int8), np.ones(len(events), np.int8), np.full(n, 2, np.int8)]
+        group = np.r_[labels_group, events_group, g]
+        time = np.r_[labels[:, LABEL_TIME], events[:, EVENT_TIME], t]
+        fraud = np.r_[labels[:, LABEL_IS_FRAUD], np.zeros(len(events) + n, np.int64)]
+        merged_order = np.lexsort((np.r_[np.arange(stored), np.arange(n)], source, time, group))
+        group, time, source, fraud = group[merged_order], time[merged_order], source[merged_order], fraud[merged_order]
+        index = np.flatnonzero(source == 2)
+
+        out: dict[str, np.ndarray] = {}
+        sorted_times = col.SortedTimes(group, time)
+        event_prefix = col.prefix(source >= 1)
+        label_prefix = col.prefix(source == 0)
+        fraud_prefix = col.prefix(fraud)
+        for seconds in cfg.merchant_windows_s:
+            start = sorted_times.first_after(g, t - seconds * MICROS_PER_SECOND)
+            out[f"merchant_transaction_count_{window_label(seconds)}"] = (
+                event_prefix[index + 1] - event_prefix[start]
+            ).astype(np.float64)
+        group_start = col.segment_starts(group)[g]
+        label_count = state["folded_label_count"][g] + label_prefix[index + 1] - label_prefix[group_start]
+        fraud_count = state["folded_fraud_count"][g] + fraud_prefix[index + 1] - fraud_prefix[group_start]
+        strength = cfg.merchant_risk_strength
+        out["merchant_fraud_rate_smoothed"] = (fraud_count + strength * cfg.merchant_risk_prior) / (
+            label_count + strength
+        )
+        start = sorted_times.first_after(g, t - cfg.merchant_fraud_window_s * MICROS_PER_SECOND)
+        out[f"merchant_fraud_count_{window_label(cfg.merchant_fraud_window_s)}"] = (
+            fraud_prefix[index + 1] - fraud_prefix[start]
+        ).astype(np.float64)
+        out["merchant_label_count"] = label_count.astype(np.float64)
+
+        state["watermark_us"] = np.maximum(state["watermark_us"], t[ends - 1])
+        self._retain(slots, state, group, time, source, labels, labels_group)
+
+        result = {}
+        for name in self.names:
+            column = np.empty(n, dtype=np.float64)
+            column[order] = out[name]
+            result[name] = column
+        return pd.DataFrame(result, index=batch.index)
+
+    def _retain(
+        self,
+        slots: np.ndarray,
+        state: np.ndarray,
+        group: np.ndarray,
+        time: np.ndarray,
+        source: np.ndarray,
+        labels: np.ndarray,
+        labels_group: np.ndarray,
+    ) -> None:
+        """Keep recent events; fold labels older than the fraud window + lateness into counters."""
+        cfg = self.config
+        watermark = state["watermark_us"]
+        lateness_us = cfg.allowed_lateness_s * MICROS_PER_SECOND
+        is_event = np.flatnonzero(source >= 1)
+        event_group, event_time = group[is_event], time[is_event]
+        horizon_us = max(cfg.merchant_windows_s) * MICROS_PER_SECOND + lateness_us
+        keep = col.retained(event_group, event_time, watermark[event_group] - horizon_us, cfg.max_merchant_events)
+        self.store.scatter("events", slots, event_time[keep, None], event_group[keep])
+
+        label_horizon_us = cfg.merchant_fraud_window_s * MICROS_PER_SECOND + lateness_us
+        fold = labels[:, LABEL_TIME] <= watermark[labels_group] - label_horizon_us
+        state["folded_label_count"] += np.bincount(labels_group[fold], minlength=slots.size)
+        state["folded_fraud_count"] += np.bincount(
+            labels_group[fold], weights=labels[fold, LABEL_IS_FRAUD], minlength=slots.size
+        ).astype(np.int64)
+        self.store.scalars[slots] = state
+        self.store.scatter("labels", slots, labels[~fold], labels_group[~fold])

@@ -1,0 +1,95 @@
+"""FeatureState contract: shape of the output, snapshot/restore determinism, bounded memory."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudstream.features import FEATURE_NAMES, FeatureConfig, FeatureState, MissingColumnsError, StateFormatError
+from fraudstream.features.examples import labels, transactions
+
+pytestmark = pytest.mark.unit
+DAY = 86_400
+
+
+def stream(size: int = 200, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.uniform(0, 4 * DAY, size))
+    events = transactions(
+        [
+            {
+                "seconds": float(s),
+                "account_id": f"a{rng.integers(6)}",
+                "merchant_id": f"m{rng.integers(4)}",
+                "amount": float(rng.integers(100, 50_000)) / 100,
+                "device_id": f"d{rng.integers(3)}",
+            }
+            for s in seconds
+        ]
+    )
+    fraud = rng.random(size) < 0.2
+    feedback = labels(
+        [
+            {
+                "transaction_id": events["transaction_id"][i],
+                "merchant_id": events["merchant_id"][i],
+                "is_fraud": bool(fraud[i]),
+                "seconds": float(seconds[i] + DAY),
+            }
+            for i in range(size)
+        ]
+    )
+    return events, feedback
+
+
+def test_output_has_feature_names_and_is_late_with_the_batch_index() -> None:
+    batch = transactions([{"seconds": 0}, {"seconds": 1}]).set_axis([7, 3])
+    frame = FeatureState().process(batch)
+    assert list(frame.columns) == [*FEATURE_NAMES, "is_late"]
+    assert list(frame.index) == [7, 3]
+    assert frame["is_late"].dtype == bool
+
+
+def test_empty_batch_and_missing_columns() -> None:
+    empty = FeatureState().process(transactions([]))
+    assert list(empty.columns) == [*FEATURE_NAMES, "is_late"] and len(empty) == 0
+    with pytest.raises(MissingColumnsError, match="device_id"):
+        FeatureState().process(transactions([{"seconds": 0}]).drop(columns="device_id"))
+
+
+def test_restore_then_replay_equals_an_uninterrupted_run() -> None:
+    events, feedback = stream()
+    uninterrupted = FeatureState()
+    uninterrupted.apply_labels(feedback)
+    expected = pd.concat([uninterrupted.process(events.iloc[i : i + 37]) for i in range(0, len(events), 37)])
+
+    first = FeatureState()
+    first.apply_labels(feedback)  # labels still pending at the snapshot must survive it
+    parts = [first.process(events.iloc[i : i + 37]) for i in range(0, 111, 37)]
+    restored = FeatureState.restore(first.snapshot())
+    parts += [restored.process(events.iloc[i : i + 37]) for i in range(111, len(events), 37)]
+    pd.testing.assert_frame_equal(pd.concat(parts), expected, check_exact=True)
+    assert restored.stats() == uninterrupted.stats()
+
+
+def test_snapshot_is_plain_arrays_and_bad_blobs_are_refused() -> None:
+    state = FeatureState(FeatureConfig(allowed_lateness_s=60))
+    state.process(stream(20)[0])
+    blob = state.snapshot()
+    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:  # would raise on object arrays
+        assert "account.keys" in archive.files
+    assert FeatureState.restore(blob).config.allowed_lateness_s == 60
+    with pytest.raises(StateFormatError):
+        FeatureState.restore(b"not a snapshot")
+
+
+def test_idle_keys_are_evicted_and_memory_is_reported() -> None:
+    state = FeatureState(FeatureConfig(account_ttl_s=DAY, merchant_ttl_s=DAY))
+    state.process(transactions([{"seconds": 0, "account_id": "old", "merchant_id": "old"}]))
+    assert state.bytes_per_account() > 0
+    state.process(transactions([{"seconds": 2 * DAY, "account_id": "new", "merchant_id": "new"}]))
+    stats = state.stats()
+    assert (stats.accounts, stats.merchants, stats.evicted_accounts, stats.evicted_merchants) == (1, 1, 1, 1)
