@@ -1,0 +1,175 @@
+"""Labeled history in, feature matrix out: import (CSV/Parquet or a backfill directory) and replay.
+
+Training replays history through the very FeatureState the engines run, in chunks, applying each
+label before the chunk in which its labeled_at falls, exactly as a stream would receive it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
+from fraudstream.features import FeatureConfig, FeatureState, StateStats
+from fraudstream.model.exceptions import ImportFormatError
+
+MICROS_PER_DAY = 86_400 * 1_000_000
+REPLAY_CHUNK_EVENTS = 50_000
+
+#: Optional import columns and the value used when a file lacks them (docs/import-format.md).
+IMPORT_DEFAULTS: dict[str, object] = {
+    "currency": "USD",
+    "merchant_category": "unknown",
+    "payment_method": "credit_card",
+    "channel": "online",
+    "country": "ZZ",
+    "latitude": 0.0,
+    "longitude": 0.0,
+    "device_id": "unknown",
+}
+IMPORT_REQUIRED = ("transaction_id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LabeledHistory:
+    """Transactions (TRANSACTION_COLUMNS, sorted by event time) and their labels (LABEL_COLUMNS)."""
+
+    transactions: pd.DataFrame
+    labels: pd.DataFrame
+
+    def targets(self) -> np.ndarray:
+        """is_fraud per transaction (a transaction without a label counts as legitimate)."""
+        fraud = self.labels.loc[self.labels["is_fraud"].astype(bool), "transaction_id"]
+        return self.transactions["transaction_id"].isin(fraud).to_numpy()
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Features for every transaction plus how fast the core produced them."""
+
+    features: pd.DataFrame
+    seconds: float
+    stats: StateStats
+
+    @property
+    def events_per_second(self) -> float:
+        return len(self.features) / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_history(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
+    """A backfill directory (transactions.parquet + labels.parquet) or one CSV/Parquet import file."""
+    path = Path(path)
+    if path.is_dir():
+        from fraudstream.simulate.backfill import read_history
+
+        history = read_history(path)
+        return LabeledHistory(history.transactions, history.labels)
+    return import_labeled(path, label_delay_days)
+
+
+def import_labeled(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
+    """Read a labeled history file in the documented import format (CSV or Parquet)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        raw = pd.read_csv(path, dtype={"transaction_id": str, "account_id": str, "merchant_id": str})
+    elif suffix in (".parquet", ".pq"):
+        raw = pd.read_parquet(path)
+    else:
+        raise ImportFormatError(f"{path}: expected a .csv or .parquet file or a backfill directory")
+    return labeled_from_frame(raw, label_delay_days)
+
+
+def _times_us(column: pd.Series, name: str) -> np.ndarray:
+    """ISO-8601 text or integer microseconds since the epoch."""
+    if pd.api.types.is_integer_dtype(column):
+        return column.to_numpy(dtype=np.int64)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column.dt.tz_localize(None).astype("datetime64[us]").astype(np.int64).to_numpy()
+    try:
+        return np.fromiter((parse_time_us(str(value).replace(" ", "T")) for value in column), np.int64, len(column))
+    except ValueError as error:
+        raise ImportFormatError(f"column {name}: {error}") from None
+
+
+def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0) -> LabeledHistory:
+    """Validate and convert an import frame; optional columns get IMPORT_DEFAULTS."""
+    missing = [name for name in IMPORT_REQUIRED if name not in raw.columns]
+    if missing:
+        raise ImportFormatError(f"missing required columns: {', '.join(missing)} (see docs/import-format.md)")
+    if raw["transaction_id"].duplicated().any():
+        raise ImportFormatError("transaction_id must be unique")
+    amount = pd.to_numeric(raw["amount"], errors="coerce")
+    if amount.isna().any() or (amount <= 0).any():
+        raise ImportFormatError("amount must be a positive number on every row")
+    is_fraud = raw["is_fraud"].astype(str).str.lower().map({"1": True, "true": True, "0": False, "false": False})
+    if is_fraud.isna().any():
+        raise ImportFormatError("is_fraud must be 0/1 or true/false on every row")
+    event_time = _times_us(raw["timestamp"], "timestamp")
+    frame = pd.DataFrame(
+        {
+            "transaction_id": raw["transaction_id"].astype(str).to_numpy(dtype=object),
+            "event_time_us": event_time,
+            "account_id": raw["account_id"].astype(str).to_numpy(dtype=object),
+            "amount": amount.to_numpy(dtype=np.float64),
+            "merchant_id": raw["merchant_id"].astype(str).to_numpy(dtype=object),
+        }
+    )
+    for name, default in IMPORT_DEFAULTS.items():
+        frame[name] = raw[name].fillna(default).to_numpy() if name in raw.columns else default
+    transactions = frame[list(TRANSACTION_COLUMNS)].astype(TRANSACTION_COLUMNS)
+    if "labeled_at" in raw.columns:
+        labeled_at = _times_us(raw["labeled_at"], "labeled_at")
+    else:
+        labeled_at = event_time + int(label_delay_days * MICROS_PER_DAY)
+    labels = pd.DataFrame(
+        {
+            "transaction_id": transactions["transaction_id"],
+            "account_id": transactions["account_id"],
+            "merchant_id": transactions["merchant_id"],
+            "is_fraud": is_fraud.to_numpy(dtype=bool),
+            "scenario": None,
+            "labeled_at_us": labeled_at,
+        }
+    ).astype(LABEL_COLUMNS)
+    order = np.lexsort((transactions["transaction_id"].to_numpy(dtype=str), event_time))
+    return LabeledHistory(
+        transactions.iloc[order].reset_index(drop=True),
+        labels.sort_values("labeled_at_us", kind="stable").reset_index(drop=True),
+    )
+
+
+def replay(
+    history: LabeledHistory,
+    config: FeatureConfig | None = None,
+    chunk_events: int = REPLAY_CHUNK_EVENTS,
+    progress: Progress | None = None,
+) -> Replay:
+    """Features for every transaction of the history, as the stream would have computed them."""
+    state = FeatureState(config)
+    transactions = history.transactions
+    labels = history.labels.sort_values("labeled_at_us", kind="stable")
+    label_times = labels["labeled_at_us"].to_numpy(dtype=np.int64)
+    event_times = transactions["event_time_us"].to_numpy(dtype=np.int64)
+    parts = []
+    applied = 0
+    total = len(transactions)
+    began = time.perf_counter()
+    for start in range(0, total, chunk_events):
+        chunk = transactions.iloc[start : start + chunk_events]
+        due = int(np.searchsorted(label_times, event_times[start : start + chunk_events].max(), side="right"))
+        if due > applied:
+            state.apply_labels(labels.iloc[applied:due])
+            applied = due
+        parts.append(state.process(chunk))
+        if progress is not None:
+            progress(min(start + chunk_events, total), total)
+    seconds = time.perf_counter() - began
+    features = pd.concat(parts) if parts else state.process(transactions)
+    return Replay(features, seconds, state.stats())

@@ -1,0 +1,159 @@
+"""Model registry: one directory per version, a manifest with SHA-256 of every file, a promote pointer.
+
+Layout under ``models_dir``::
+
+    v0001/model.txt        LightGBM native text model (booster.save_model)
+    v0001/manifest.json    feature names, feature-code version, window, metrics, thresholds, file hashes
+    PRODUCTION             the promoted version's name, replaced atomically (write + rename)
+
+A version directory is built under a temporary name and renamed into place, so readers never see a
+half-written artifact. Loading re-hashes every file and checks the manifest's own checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import orjson
+
+from fraudstream.model.exceptions import ArtifactError, NoProductionModel
+
+MODEL_FILE = "model.txt"
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "PRODUCTION"
+MANIFEST_FORMAT = 1
+_VERSION = re.compile(r"^v\d{4,}$")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest_checksum(manifest: dict[str, Any]) -> str:
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified model: the booster and its manifest."""
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    booster: lgb.Booster
+
+
+def load_artifact(path: Path) -> Artifact:
+    """Load a version directory, verifying the manifest checksum and the hash of every file."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} is not a model artifact: {MANIFEST_FILE} is missing")
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+    except orjson.JSONDecodeError as error:
+        raise ArtifactError(f"{manifest_path}: not valid JSON ({error})") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{manifest_path}: unknown manifest format {manifest.get('format')!r}")
+    if manifest.get("manifest_sha256") != _manifest_checksum(manifest):
+        raise ArtifactError(f"{manifest_path}: manifest was modified after the model was built (checksum mismatch)")
+    files = manifest.get("files", {})
+    if MODEL_FILE not in files:
+        raise ArtifactError(f"{manifest_path}: manifest lists no {MODEL_FILE}")
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{path}: {name} is listed in the manifest but missing")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise ArtifactError(
+                f"{file}: SHA-256 {actual[:12]}… does not match the manifest ({expected[:12]}…); "
+                "the artifact was tampered with or corrupted, refusing to load it"
+            )
+    booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    if list(booster.feature_name()) != list(manifest["feature_names"]):
+        raise ArtifactError(f"{path}: the model's features differ from the manifest's feature_names")
+    return Artifact(manifest["version"], path, manifest, booster)
+
+
+class Registry:
+    """Versions under one directory; cheap ``production_version`` for engines to poll per batch."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = Path(models_dir)
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first."""
+        if not self.models_dir.is_dir():
+            return []
+        names = [entry.name for entry in self.models_dir.iterdir() if entry.is_dir() and _VERSION.match(entry.name)]
+        return sorted(names, key=lambda name: int(name[1:]))
+
+    def path(self, version: str) -> Path:
+        if not _VERSION.match(version) or not (self.models_dir / version).is_dir():
+            raise ArtifactError(f"no model version {version!r} in {self.models_dir}")
+        return self.models_dir / version
+
+    def load(self, version: str) -> Artifact:
+        return load_artifact(self.path(version))
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        return self.load(version).manifest
+
+    def publish(self, booster: lgb.Booster, manifest: dict[str, Any]) -> str:
+        """Write a new version (model + manifest with hashes) and return its name."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=self.models_dir))
+        booster.save_model(str(staging / MODEL_FILE))
+        while True:
+            existing = self.versions()
+            version = f"v{int(existing[-1][1:]) + 1 if existing else 1:04d}"
+            body = {
+                **manifest,
+                "format": MANIFEST_FORMAT,
+                "version": version,
+                "files": {MODEL_FILE: sha256_file(staging / MODEL_FILE)},
+            }
+            body["manifest_sha256"] = _manifest_checksum(body)
+            (staging / MANIFEST_FILE).write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+            try:
+                staging.rename(self.models_dir / version)  # fails if another build took the name
+            except OSError:
+                continue
+            return version
+
+    def promote(self, version: str) -> None:
+        """Point production at a verified version (atomic replace of the PRODUCTION file)."""
+        self.load(version)
+        handle, temporary = tempfile.mkstemp(prefix=".production-", dir=self.models_dir)
+        with os.fdopen(handle, "w") as pointer:
+            pointer.write(version + "\n")
+            pointer.flush()
+            os.fsync(pointer.fileno())
+        os.replace(temporary, self.models_dir / POINTER_FILE)
+
+    def production_version(self) -> str | None:
+        """The promoted version, or None; one small file read, cheap enough for every batch."""
+        try:
+            version = (self.models_dir / POINTER_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def production(self) -> Artifact:
+        version = self.production_version()
+        if version is None:
+            raise NoProductionModel(f"no model is promoted in {self.models_dir}")
+        return self.load(version)

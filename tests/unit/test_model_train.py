@@ -1,0 +1,65 @@
+"""Import format, time split and a small end-to-end build on simulated data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fraudstream.model.dataset import MICROS_PER_DAY, import_labeled, replay
+from fraudstream.model.exceptions import ImportFormatError
+from fraudstream.model.registry import Registry
+from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
+
+pytestmark = pytest.mark.unit
+
+
+def test_import_csv_with_required_columns_only(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "transaction_id,timestamp,account_id,merchant_id,amount,is_fraud\n"
+        "b,2026-01-01T00:10:00Z,acc1,shop,25.5,0\n"
+        "a,2026-01-01T00:00:00Z,acc1,shop,10,1\n"
+    )
+    history = import_labeled(path, label_delay_days=2)
+    assert history.transactions["transaction_id"].tolist() == ["a", "b"]  # sorted by time
+    assert history.transactions["device_id"].tolist() == ["unknown", "unknown"]
+    assert history.targets().tolist() == [True, False]
+    delay = history.labels["labeled_at_us"] - history.transactions["event_time_us"]
+    assert (delay == 2 * MICROS_PER_DAY).all()
+    features = replay(history).features
+    assert features["account_transaction_count_1h"].tolist() == [1, 2]
+
+
+def test_import_rejects_missing_columns_and_bad_labels(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text("transaction_id,timestamp,account_id,amount,is_fraud\nt,2026-01-01T00:00:00Z,a,1,0\n")
+    with pytest.raises(ImportFormatError, match="merchant_id"):
+        import_labeled(path)
+    path.write_text("transaction_id,timestamp,account_id,merchant_id,amount,is_fraud\nt,2026-01-01T00:00:00Z,a,m,1,x\n")
+    with pytest.raises(ImportFormatError, match="is_fraud"):
+        import_labeled(path)
+
+
+def test_split_keeps_gaps_and_order() -> None:
+    times = np.arange(0, 30 * MICROS_PER_DAY, MICROS_PER_DAY // 4)
+    masks = split_masks(times, SplitConfig(burn_in_days=2, gap_days=1, validation_days=4, test_days=6))
+    assert times[masks["train"]].max() < times[masks["validation"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
+    assert times[masks["validation"]].max() < times[masks["test"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
+    assert not (masks["train"] & masks["test"]).any()
+    assert times[masks["train"]].min() == 2 * MICROS_PER_DAY
+
+
+def test_build_on_a_small_simulation(tmp_path: Path) -> None:
+    pytest.importorskip("fraudstream.simulate.backfill")
+    from fraudstream.simulate.backfill import simulate_history, write_history
+
+    write_history(simulate_history(16, seed=3, accounts=300, merchants=200, fraud_share=0.03), tmp_path / "history")
+    config = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4), max_rounds=30)
+    version, result = build(tmp_path / "models", tmp_path / "history", promote=True, config=config)
+    assert Registry(tmp_path / "models").production_version() == version
+    assert set(result.metrics) == {"model", "logistic_regression", "seed_random_forest"}
+    assert 0.5 < result.metrics["model"]["roc_auc"] <= 1.0
+    assert result.manifest["rows"]["test"] > 0 and result.replay.events_per_second > 0
+    assert result.thresholds.review <= result.thresholds.block
