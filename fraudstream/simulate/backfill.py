@@ -1,0 +1,265 @@
+"""Backfills: weeks of simulated history written to Parquet as fast as NumPy allows.
+
+The model is trained on these files, so they must be reproducible: the same seed gives byte-identical
+Parquet (fixed writer options, no wall clock in the content), a different seed a different history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fraudstream.events import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.simulate.normal import (
+    LEGITIMATE,
+    Columns,
+    concat_columns,
+    normal_traffic,
+    plan_surprises,
+    take_columns,
+)
+from fraudstream.simulate.population import (
+    MICROS_PER_DAY,
+    MICROS_PER_SECOND,
+    Population,
+    build_population,
+    category_names,
+    country_codes,
+    currencies,
+    device_ids,
+    labelled_ids,
+)
+from fraudstream.simulate.report import fraud_table
+from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES, Context, inject_fraud
+
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+BLOCK_DAYS = 7
+#: Fixed writer options: reproducible bytes. Without the stored Arrow schema, readers see plain strings
+#: (the in-memory dictionary columns are only a speed-up).
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 1 << 20,
+                   "use_dictionary": True, "write_statistics": True, "version": "2.6", "store_schema": False}
+
+
+@dataclass(frozen=True)
+class LabelDelays:
+    """How long ground truth takes: chargebacks for fraud, a quiet "no dispute" period for the rest."""
+
+    fraud_s: tuple[float, float] = (1 * 86_400.0, 21 * 86_400.0)
+    legit_s: tuple[float, float] = (30 * 86_400.0, 45 * 86_400.0)
+
+
+class History:
+    """Transactions sorted by (event_time_us, transaction_id) and labels sorted by (labeled_at_us,
+    transaction_id), as the streams would deliver them.
+
+    Held as Arrow tables (what Parquet reads and writes without conversion); the pandas frames of
+    the contract are built on first access."""
+
+    def __init__(self, transactions: pa.Table, labels: pa.Table, seed: int, start_us: int, end_us: int) -> None:
+        self.transactions_table = transactions
+        self.labels_table = labels
+        self.seed = seed
+        self.start_us = start_us
+        self.end_us = end_us
+
+    @cached_property
+    def transactions(self) -> pd.DataFrame:
+        return table_to_frame(self.transactions_table, TRANSACTION_COLUMNS)
+
+    @cached_property
+    def labels(self) -> pd.DataFrame:
+        return table_to_frame(self.labels_table, LABEL_COLUMNS)
+
+    def fraud_by_scenario(self) -> dict[str, int]:
+        counts = pc.value_counts(self.labels_table.column("scenario")).to_pylist()
+        found = {entry["values"]: entry["counts"] for entry in counts}
+        return {name: int(found.get(name, 0)) for name in SCENARIO_NAMES}
+
+
+TRANSACTION_SCHEMA = pa.schema([
+    (name, pa.int64() if kind == "int64" else pa.float64() if kind == "float64" else pa.string())
+    for name, kind in TRANSACTION_COLUMNS.items()
+])
+LABEL_SCHEMA = pa.schema([
+    (name, {"int64": pa.int64(), "bool": pa.bool_()}.get(kind, pa.string())) for name, kind in LABEL_COLUMNS.items()
+])
+
+
+def table_to_frame(table: pa.Table, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """A frame with exactly these dtypes (pandas would otherwise turn strings into its ``str`` dtype)."""
+    def values(column: pa.ChunkedArray) -> np.ndarray:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        return column.to_numpy(zero_copy_only=False)
+
+    return pd.DataFrame({name: pd.Series(values(table.column(name)), dtype=dtype, copy=False)
+                         for name, dtype in dtypes.items()}, copy=False)
+
+
+def to_microseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * MICROS_PER_SECOND)
+
+
+def simulate_window(population: Population, rng: np.random.Generator, start_us: int, end_us: int,
+                    fraud_share: float, scenarios: Mapping[str, float],
+                    on_block: Callable[[int, int], None] | None = None) -> Columns:
+    """Legitimate traffic plus injected fraud over [start_us, end_us), sorted by event time.
+
+    ``on_block(simulated_us, events)`` is called after each block of days, for progress bars."""
+    if not 0.0 <= fraud_share < 0.5:
+        raise ValueError("fraud_share must be in [0, 0.5)")
+    surprises = plan_surprises(population, rng, start_us, end_us)
+    blocks: list[Columns] = []
+    block_us = BLOCK_DAYS * MICROS_PER_DAY
+    for block_start in range(start_us, end_us, block_us):
+        block_end = min(end_us, block_start + block_us)
+        blocks.append(normal_traffic(population, surprises, rng, block_start, block_end))
+        if on_block is not None:
+            on_block(block_end - block_start, len(blocks[-1]["time_us"]))
+    normal = concat_columns(blocks)
+    fraud_events = round(len(normal["time_us"]) * fraud_share / (1.0 - fraud_share))
+    fraud = inject_fraud(Context(population, rng, start_us, end_us, normal), fraud_events, scenarios)
+    combined = concat_columns([normal, fraud])
+    # Ids are numbered after this sort, so equal times end up ordered by transaction_id as promised.
+    return take_columns(combined, np.argsort(combined["time_us"]))
+
+
+def _strings(names: np.ndarray | tuple[str, ...], codes: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """Strings from a small vocabulary as an Arrow dictionary array: no copy, no Python object per row.
+
+    The dictionary is made unique first (several countries share a currency): Parquet's writer
+    hashes duplicate dictionary entries in no fixed order, which would break byte-identical output."""
+    vocabulary, code_of_name = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+    return pa.DictionaryArray.from_arrays(pa.array(code_of_name.astype(np.int32)[codes], mask=mask),
+                                          pa.array(vocabulary.tolist(), type=pa.string()))
+
+
+def to_tables(population: Population, columns: Columns, rng: np.random.Generator, id_prefix: str,
+              label_delays: LabelDelays, first_number: int = 0) -> tuple[pa.Table, pa.Table]:
+    """Sorted columns as the contract's transaction and label tables (ids follow the time order)."""
+    size = len(columns["time_us"])
+    transaction_ids = labelled_ids(id_prefix, size, width=10, first=first_number)
+    accounts = _strings(population.account_ids, columns["account"])
+    merchants = _strings(population.merchant_ids, columns["merchant"])
+    transactions = pa.Table.from_arrays([
+        transaction_ids,
+        pa.array(columns["time_us"]),
+        accounts,
+        pa.array(columns["amount"]),
+        _strings(currencies(), population.home_country[columns["account"]]),
+        merchants,
+        _strings(category_names(), population.merchant_category[columns["merchant"]]),
+        _strings(PAYMENT_METHODS, columns["payment"]),
+        _strings(CHANNELS, columns["channel"]),
+        _strings(country_codes(), columns["country"]),
+        pa.array(np.round(columns["latitude"], 5)),
+        pa.array(np.round(columns["longitude"], 5)),
+        device_ids(population, columns["device"]),
+    ], names=list(TRANSACTION_COLUMNS))
+    is_fraud = columns["scenario"] != LEGITIMATE
+    low, high = np.where(is_fraud[:, None], label_delays.fraud_s, label_delays.legit_s).T
+    labeled_at = columns["time_us"] + (rng.uniform(low, high) * MICROS_PER_SECOND).astype(np.int64)
+    scenario = _strings(SCENARIO_NAMES, np.where(is_fraud, columns["scenario"], 0), mask=~is_fraud)
+    labels = pa.Table.from_arrays([
+        transaction_ids, accounts, merchants, pa.array(is_fraud), scenario, pa.array(labeled_at),
+    ], names=list(LABEL_COLUMNS))
+    return transactions, labels.take(pa.array(np.argsort(labeled_at, kind="stable")))
+
+
+def simulate_history(days: int, seed: int = 7, accounts: int = 10_000, merchants: int = 2_000,
+                     fraud_share: float = 0.007, start: datetime | None = None,
+                     scenarios: Mapping[str, float] = DEFAULT_SCENARIO_WEIGHTS,
+                     label_delays: LabelDelays = LabelDelays(),
+                     on_block: Callable[[int, int], None] | None = None) -> History:
+    """``days`` of transactions and their eventual labels, deterministic under ``seed``.
+
+    ``scenarios`` maps scenario names to relative weights of the fraud share (0 switches one off)."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    start_us = to_microseconds(start or DEFAULT_START)
+    end_us = start_us + days * MICROS_PER_DAY
+    population = build_population(seed, accounts, merchants, start_us)
+    rng = np.random.default_rng([seed, 2])
+    columns = simulate_window(population, rng, start_us, end_us, fraud_share, scenarios, on_block)
+    transactions, labels = to_tables(population, columns, rng, f"tx{seed}-", label_delays)
+    return History(transactions, labels, seed, start_us, end_us)
+
+
+def write_history(history: History, out_dir: Path | str) -> dict[str, object]:
+    """Write transactions.parquet, labels.parquet and summary.json; returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow writes without the GIL: both files at once
+        written = [pool.submit(pq.write_table, table, out / f"{name}.parquet", **PARQUET_OPTIONS)
+                   for name, table in (("transactions", history.transactions_table), ("labels", history.labels_table))]
+        for future in written:
+            future.result()
+    summary = history_summary(history)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def history_summary(history: History) -> dict[str, object]:
+    """Counts that describe a history (no timings, so it is as reproducible as the data)."""
+    events = history.transactions_table.num_rows
+    fraud = history.fraud_by_scenario()
+    return {
+        "seed": history.seed,
+        "start": datetime.fromtimestamp(history.start_us / MICROS_PER_SECOND, UTC).isoformat(),
+        "end": datetime.fromtimestamp(history.end_us / MICROS_PER_SECOND, UTC).isoformat(),
+        "events": events,
+        "accounts_active": len(pc.unique(history.transactions_table.column("account_id"))),
+        "fraud_events": sum(fraud.values()),
+        "fraud_share": sum(fraud.values()) / events if events else 0.0,
+        "fraud_by_scenario": fraud,
+    }
+
+
+def read_history(path: Path | str) -> History:
+    """A history written by write_history, with the contract's column dtypes."""
+    folder = Path(path)
+    transactions = pq.read_table(folder / "transactions.parquet", schema=TRANSACTION_SCHEMA)
+    labels = pq.read_table(folder / "labels.parquet", schema=LABEL_SCHEMA)
+    summary_file = folder / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    start_us = to_microseconds(datetime.fromisoformat(summary["start"])) if "start" in summary else 0
+    end_us = to_microseconds(datetime.fromisoformat(summary["end"])) if "end" in summary else 0
+    return History(transactions, labels, int(summary.get("seed", 0)), start_us, end_us)
+
+
+def run_backfill(days: int, out: Path | str, seed: int = 7, accounts: int = 10_000, merchants: int = 2_000,
+                 fraud_share: float = 0.007, console: Console | None = None) -> dict[str, object]:
+    """The ``fraudstream simulate`` command: simulate with a progress bar, write, print a summary table."""
+    console = console or Console()
+    began = time.perf_counter()
+    columns = ("[bold]{task.description}", BarColumn(), TextColumn("{task.fields[events]:,} events"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("simulating days", total=days * MICROS_PER_DAY, events=0)
+
+        def on_block(simulated_us: int, events: int) -> None:
+            bar.update(task, advance=simulated_us, events=bar.tasks[task].fields["events"] + events)
+
+        history = simulate_history(days, seed, accounts, merchants, fraud_share, on_block=on_block)
+        bar.update(task, description="writing parquet", events=history.transactions_table.num_rows)
+        summary = write_history(history, out)
+    seconds = time.perf_counter() - began
+    events = history.transactions_table.num_rows
+    console.print(fraud_table(f"backfill of {days} days (seed {seed}) -> {out}", events,
+                              history.fraud_by_scenario(),
+                              {"seconds": f"{seconds:.2f}", "events/s": f"{events / seconds:,.0f}"}))
+    return {**summary, "seconds": seconds, "events_per_second": events / seconds}

@@ -1,0 +1,82 @@
+"""Live producing against the real local Kafka, counted by an independent consumer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from fraudstream import events, kafka
+from fraudstream.config import Settings
+from fraudstream.simulate.backfill import LabelDelays
+from fraudstream.simulate.live import produce_live
+
+pytestmark = pytest.mark.integration
+
+QUICK_LABELS = LabelDelays(fraud_s=(1.0, 2.0), legit_s=(2.0, 4.0))
+
+
+def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 90.0) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every message on the topic, read by a fresh consumer group until it goes quiet."""
+    consumer = kafka.consumer(settings, f"count-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([topic])
+    messages: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.consume(10_000, timeout=0.5)
+            batch = [message for message in batch if message.error() is None]
+            messages.extend((message.key(), message.value()) for message in batch)
+            if batch:
+                quiet_since = time.monotonic()
+            elif len(messages) >= expected and time.monotonic() - quiet_since > 3.0:
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def test_rate_1000_per_second_for_30_seconds_arrives_within_2_percent(
+        kafka_ready: Settings, unique_topic: Callable[..., str]) -> None:
+    topic, labels_topic = unique_topic("produce-rate", 6), unique_topic("produce-rate-labels", 3)
+    started_us = time.time() * 1e6
+    summary = produce_live(kafka_ready, "all", rate=1000, duration_s=30, seed=17, progress=False,
+                           label_delays=QUICK_LABELS, transactions_topic=topic, labels_topic=labels_topic)
+    messages = consume_all(kafka_ready, topic, expected=30_000)
+
+    assert 29_400 <= len(messages) <= 30_600
+    assert summary.delivery_failures == 0
+    decoded = events.decode_transactions([value for _, value in messages])
+    assert decoded.rejected == []
+    frame = decoded.frame
+    assert [key.decode() for key, _ in messages] == frame["account_id"].tolist()
+    span_s = (frame["event_time_us"].max() - frame["event_time_us"].min()) / 1e6
+    assert 29.4 <= span_s <= 30.6
+    assert len(frame) / span_s == pytest.approx(1000, rel=0.02)
+    assert abs(frame["event_time_us"].min() - started_us) < 10e6  # event time is the wall clock
+
+    labels = consume_all(kafka_ready, labels_topic, expected=len(messages), timeout_s=30)
+    label_frame, rejected = events.decode_labels([value for _, value in labels])
+    assert rejected == []
+    assert sorted(label_frame["transaction_id"]) == sorted(frame["transaction_id"])
+    assert 0.001 < label_frame["is_fraud"].mean() < 0.03
+
+
+def test_hacker_mode_at_unlimited_rate_sends_only_fraud_and_every_label(
+        kafka_ready: Settings, unique_topic: Callable[..., str]) -> None:
+    topic, labels_topic = unique_topic("produce-hacker", 3), unique_topic("produce-hacker-labels", 3)
+    summary = produce_live(kafka_ready, "hacker", rate=None, max_events=5_000, seed=5, progress=False,
+                           accounts=2_000, merchants=300, label_delays=QUICK_LABELS,
+                           transactions_topic=topic, labels_topic=labels_topic)
+    assert summary.events_sent == 5_000
+    assert sum(summary.fraud_by_scenario.values()) == 5_000
+    messages = consume_all(kafka_ready, topic, expected=5_000, timeout_s=60)
+    assert len(messages) == 5_000
+    assert events.decode_transactions([value for _, value in messages]).rejected == []
+    labels = [orjson.loads(value) for _, value in consume_all(kafka_ready, labels_topic, 5_000, timeout_s=60)]
+    assert len(labels) == 5_000
+    assert all(label["is_fraud"] and label["scenario"] for label in labels)
