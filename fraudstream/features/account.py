@@ -57,8 +57,13 @@ MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 
-def _codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    codes = pd.Categorical(values, categories=list(categories)).codes.astype(np.float64)
+_CHANNELS = pd.Index(CHANNELS)
+_PAYMENT_METHODS = pd.Index(PAYMENT_METHODS)
+
+
+def _codes(values: np.ndarray, categories: pd.Index) -> np.ndarray:
+    """Position in the published enumeration; NaN for a value outside it."""
+    codes = categories.get_indexer(values).astype(np.float64)
     codes[codes < 0] = np.nan
     return codes
 
@@ -85,6 +90,10 @@ class AccountFeatures:
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names + is_late) for every row, in the batch's order; updates the state."""
+        return pd.DataFrame(self.columns(batch), index=batch.index, copy=False)
+
+    def columns(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
+        """process() as a dict of arrays (what FeatureState assembles without a DataFrame per part)."""
         cfg = self.config
         n = len(batch)
         group_raw, accounts = pd.factorize(batch["account_id"].to_numpy(dtype=object))
@@ -125,7 +134,7 @@ class AccountFeatures:
         is_late = np.empty(n, dtype=bool)
         is_late[order] = late
         result["is_late"] = is_late
-        return pd.DataFrame(result, index=batch.index)
+        return result
 
     @staticmethod
     def _merge(
@@ -273,8 +282,8 @@ class AccountFeatures:
         first_in_batch = np.repeat(t[starts], ends - starts)
         first_seen = np.minimum(state["first_seen_us"][g], first_in_batch)
         out["account_age_days"] = (t - first_seen) / MICROS_PER_DAY
-        out["channel_code"] = _codes(batch["channel"].to_numpy(dtype=object)[order], CHANNELS)
-        out["payment_method_code"] = _codes(batch["payment_method"].to_numpy(dtype=object)[order], PAYMENT_METHODS)
+        out["channel_code"] = _codes(batch["channel"].to_numpy(dtype=object)[order], _CHANNELS)
+        out["payment_method_code"] = _codes(batch["payment_method"].to_numpy(dtype=object)[order], _PAYMENT_METHODS)
 
     def _update(
         self,

@@ -15,7 +15,7 @@ import pandas as pd
 def hash_values(values: object) -> np.ndarray:
     """Stable 64-bit hashes of strings (fixed SipHash key) as int64, so codes need no shared dictionary."""
     array = np.asarray(values, dtype=object)
-    return pd.util.hash_array(array, categorize=True).view(np.int64)
+    return pd.util.hash_array(array, categorize=False).view(np.int64)
 
 
 def segment_starts(group: np.ndarray) -> np.ndarray:

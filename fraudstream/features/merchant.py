@@ -85,6 +85,10 @@ class MerchantFeatures:
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
+        return pd.DataFrame(self.columns(batch), index=batch.index, copy=False)
+
+    def columns(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
+        """process() as a dict of arrays."""
         cfg = self.config
         n = len(batch)
         group_raw, merchants = pd.factorize(batch["merchant_id"].to_numpy(dtype=object))
@@ -139,7 +143,7 @@ class MerchantFeatures:
             column = np.empty(n, dtype=np.float64)
             column[order] = out[name]
             result[name] = column
-        return pd.DataFrame(result, index=batch.index)
+        return result
 
     def _retain(
         self,

@@ -71,15 +71,14 @@ class FeatureState:
             frame = pd.DataFrame({name: np.zeros(0) for name in self.feature_names}, index=batch.index)
             frame["is_late"] = np.zeros(0, dtype=bool)
             return frame
-        account = self.accounts.process(batch)
-        merchant = self.merchants.process(batch)
-        columns = {name: account[name].to_numpy() for name in self.accounts.names}
-        columns.update({name: merchant[name].to_numpy() for name in self.merchants.names})
-        columns["is_late"] = account["is_late"].to_numpy()
+        account = self.accounts.columns(batch)
+        columns = {name: account[name] for name in self.accounts.names}
+        columns.update(self.merchants.columns(batch))
+        columns["is_late"] = account["is_late"]
         self.clock_us = max(self.clock_us, int(batch["event_time_us"].max()))
         if self.clock_us >= self._next_sweep_us:
             self._sweep()
-        return pd.DataFrame(columns, index=batch.index)
+        return pd.DataFrame(columns, index=batch.index, copy=False)
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Label feedback; each label affects only transactions at or after its labeled_at."""

@@ -63,7 +63,11 @@ def summary_table(manifest: dict[str, Any]) -> Table:
             f"{manifest['metrics']['model']['review_rate']:.2%} / {manifest['metrics']['model']['block_rate']:.2%}",
         ),
         ("boosting rounds", str(training["rounds"])),
-        ("feature replay", f"{training['replay_events_per_second']:,.0f} events/s"),
+        (
+            "feature replay",
+            f"{training['replay_events_per_second']:,.0f} events/s wall, "
+            f"{training['replay_events_per_cpu_second']:,.0f} per CPU-second",
+        ),
         ("seconds", ", ".join(f"{k} {v:.1f}" for k, v in training["seconds"].items())),
     ]
     for row in rows:

@@ -221,6 +221,7 @@ def train_model(
             "rounds": booster.num_trees(),
             "split_days": asdict(config.split),
             "replay_events_per_second": features.events_per_second,
+            "replay_events_per_cpu_second": features.cpu_events_per_second,
             "seconds": seconds,
         },
     }
