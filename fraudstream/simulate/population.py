@@ -77,7 +77,9 @@ CARD_SLOT = 0
 NEW_DEVICE_SLOT = 4
 DEVICE_SLOTS = 5
 
-#: Payment methods allowed per channel class (row 0: at a terminal, row 1: online).
+#: Regular merchants per account (shops near home and favourite online stores).
+PREFERRED_PER_ACCOUNT = 10
+#: Payment methods a terminal accepts (online accepts all).
 _PHYSICAL_METHODS = {"credit_card", "debit_card", "mobile_wallet"}
 
 
@@ -264,9 +266,6 @@ def build_population(seed: int, accounts: int = 10_000, merchants: int = 2_000,
         active_hour_width=active_hour_width, mobile_share=mobile_share, payment_weights=payment_weights,
         device_count=device_count, opened_us=opened_us, dormant=dormant, preferred_merchants=preferred,
     )
-
-
-PREFERRED_PER_ACCOUNT = 10
 
 
 def _preferred_merchants(rng: np.random.Generator, home_city: np.ndarray, city_merchant_order: np.ndarray,
