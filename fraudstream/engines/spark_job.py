@@ -1,0 +1,185 @@
+"""The Spark engine: a Structured Streaming job over the same core, scores and table as the local engine.
+
+Plan of one micro-batch (the code below builds it in this order):
+
+1. Kafka source (Spark's official connector, jars resolved ahead of time by deploy/maven/spark/pom.xml)
+   reads the transactions and the labels topics from the offsets in the checkpoint.
+2. Each record gets its grouping key: a transaction its Kafka partition; a label every partition of the
+   transactions topic (labels are global; feature state is per partition, as in the local engine).
+3. transformWithStateInPandas (fraudstream.engines.spark_state) decodes and validates the bytes with
+   the contract's decoder, applies the labels, runs the partition's FeatureState and stores its snapshot
+   in the RocksDB state store: one output row per record (features, or the reason it was rejected).
+4. foreachBatch: the driver picks the promoted model at this batch boundary; a mapInPandas task per
+   slice (fraudstream.engines.spark_sink) scores, produces alerts and dead letters, upserts the rows.
+5. Spark commits the batch in the checkpoint only after foreachBatch returned, so a crash replays
+   the batch from the same offsets and state: the idempotent upsert makes the replay write nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamWriter
+
+from fraudstream import kafka
+from fraudstream.config import Settings
+from fraudstream.engines.exceptions import TopicMissing
+from fraudstream.engines.models import ModelHolder
+from fraudstream.engines.spark_sink import STATS_SCHEMA, SinkTask
+from fraudstream.engines.spark_state import KEY_COLUMN, PartitionFeatures, output_schema
+from fraudstream.services import spark as spark_service
+
+log = logging.getLogger(__name__)
+
+STATE_STORE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How the job runs; defaults suit the local standalone cluster."""
+
+    #: Spark master URL; None keeps the one given by spark-submit (or spark-defaults.conf).
+    master: str | None = None
+    checkpoint: str = ""
+    #: Most Kafka records per micro-batch (all topics together); bounds batch duration and memory.
+    max_offsets_per_trigger: int = 50_000
+    trigger_interval_s: float = 0.0
+    #: Parallelism of the stateful step, frozen into the checkpoint. 0 means "one per partition of the
+    #: transactions topic", the most the per-partition state can use.
+    shuffle_partitions: int = 0
+    executor_memory: str = "512m"
+    cores_max: int = 2
+    app_name: str = "fraudstream"
+    #: Stop after this many batches that handled records, or after this many seconds (tests, benchmarks).
+    max_batches: int | None = None
+    duration_s: float | None = None
+    extra_conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BatchReport:
+    """One micro-batch as the driver saw it."""
+
+    batch_id: int
+    duration_s: float
+    scored: int
+    written: int
+    dead_lettered: int
+    alerted: int
+    labels: int
+    model_version: str
+
+
+def checkpoint_dir(settings: Settings, options: JobOptions) -> str:
+    return options.checkpoint or str(settings.state_dir / "spark" / "checkpoints" / options.app_name)
+
+
+def spark_session(settings: Settings, options: JobOptions, shuffle_partitions: int) -> SparkSession:
+    """A session with the connector jars, the RocksDB state store and a deliberate shuffle parallelism."""
+    environment = spark_service.spark_env()
+    if options.master != spark_service.master_url(settings):  # a remote cluster: keep its networking
+        environment = {name: value for name, value in environment.items() if name.startswith("PYSPARK")}
+    os.environ.update(environment)
+    builder = SparkSession.builder.appName(options.app_name)
+    if options.master:
+        builder = builder.master(options.master)
+    conf = {
+        "spark.jars": ",".join(str(jar) for jar in spark_service.connector_jars(settings)),
+        "spark.pyspark.python": sys.executable,
+        "spark.executor.memory": options.executor_memory,
+        "spark.executor.cores": "1",
+        "spark.cores.max": str(options.cores_max),
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDER,
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        **options.extra_conf,
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def build_query(spark: SparkSession, settings: Settings, options: JobOptions, models: ModelHolder,
+                reports: list[BatchReport]) -> DataStreamWriter:
+    """The streaming query (not started): Kafka -> keys -> stateful features -> foreachBatch sink."""
+    partitions = kafka.describe_topics(settings, [settings.transactions_topic])[settings.transactions_topic]
+    raw = (spark.readStream.format("kafka")
+           .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+           .option("subscribe", f"{settings.transactions_topic},{settings.labels_topic}")
+           .option("startingOffsets", "earliest")
+           .option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
+           .load())
+    keyed = raw.select(
+        "topic", "partition", "offset", "key", "value",
+        F.explode(F.when(F.col("topic") == settings.transactions_topic, F.array(F.col("partition")))
+                  .otherwise(F.sequence(F.lit(0), F.lit(partitions - 1)))).alias(KEY_COLUMN),
+    )
+    config = models.feature_config
+    featured = keyed.groupBy(KEY_COLUMN).transformWithStateInPandas(
+        statefulProcessor=PartitionFeatures(config, settings.transactions_topic),
+        outputStructType=output_schema(config), outputMode="Append", timeMode="None",
+    )
+
+    def sink(batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        if models.refresh():
+            log.info("spark job switched model version=%s batch=%d", models.version, batch_id)
+        task = SinkTask(settings, models.version, time.time_ns() // 1000)
+        counts = batch.mapInPandas(task, STATS_SCHEMA).groupBy().sum().collect()[0]
+        totals = [int(value or 0) for value in counts]
+        report = BatchReport(batch_id, time.perf_counter() - started, *totals, models.version)
+        if report.scored or report.dead_lettered or report.labels:
+            reports.append(report)
+            log.info("batch committed id=%d scored=%d written=%d dead_lettered=%d alerts=%d labels=%d "
+                     "duration_ms=%.0f model_version=%s", batch_id, report.scored, report.written,
+                     report.dead_lettered, report.alerted, report.labels, report.duration_s * 1000,
+                     report.model_version)
+
+    writer = featured.writeStream.foreachBatch(sink).option("checkpointLocation", checkpoint_dir(settings, options))
+    if options.trigger_interval_s > 0:
+        writer = writer.trigger(processingTime=f"{options.trigger_interval_s} seconds")
+    return writer.queryName(options.app_name)
+
+
+def check_topics(settings: Settings) -> int:
+    """Partitions of the transactions topic; TopicMissing when one of the job's topics does not exist."""
+    needed = [settings.transactions_topic, settings.labels_topic, settings.alerts_topic, settings.dlq_topic]
+    found = kafka.describe_topics(settings, needed)
+    missing = [name for name in needed if name not in found]
+    if missing:
+        raise TopicMissing(f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap}; "
+                           "create them with `fraudstream topics create`")
+    return found[settings.transactions_topic]
+
+
+def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
+    """Run the job until max_batches, duration, or the query stops; returns the batches that did work."""
+    partitions = check_topics(settings)
+    models = ModelHolder(settings.models_dir, poll_interval_s=0.0)
+    spark = spark_session(settings, options, options.shuffle_partitions or partitions)
+    reports: list[BatchReport] = []
+    query = build_query(spark, settings, options, models, reports).start()
+    log.info("spark job started master=%s checkpoint=%s model_version=%s", spark.sparkContext.master,
+             checkpoint_dir(settings, options), models.version)
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    try:
+        while query.isActive:
+            if options.max_batches is not None and len(reports) >= options.max_batches:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            query.awaitTermination(0.5)
+    finally:
+        if query.isActive:
+            query.stop()
+        spark.stop()
+    return reports
