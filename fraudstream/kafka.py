@@ -22,6 +22,9 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
     """A producer tuned for throughput with ordering per key (idempotent, lz4, small linger)."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        # CRC-32 of the key modulo the partition count: the same as events.partition_for, which training uses
+        # to replay history through the same per-partition feature state as serving.
+        "partitioner": "consistent_random",
         "enable.idempotence": True,
         "compression.type": "lz4",
         "linger.ms": 5,
