@@ -45,7 +45,7 @@ from fraudstream.config import Settings
 from fraudstream.engines.exceptions import OffsetRegression, SinkDeliveryFailed, TopicMissing
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
-from fraudstream.features import FEATURE_CODE_VERSION, FEATURE_NAMES, FeatureConfig, FeatureState, StateFormatError
+from fraudstream.features import FEATURE_CODE_VERSION, FeatureState, StateFormatError, feature_names
 from fraudstream.metrics import EngineMetrics
 from fraudstream.store import writer
 
@@ -133,7 +133,6 @@ class LocalEngine:
         self.settings = settings
         self.options = options
         self.topic = settings.transactions_topic
-        self.config = FeatureConfig()
         self.states: dict[int, PartitionState] = {}
         self.summary = RunSummary()
         self.metrics = EngineMetrics(ENGINE)
@@ -141,9 +140,12 @@ class LocalEngine:
         self._check_topics()
         self.connection = psycopg.connect(settings.database_url, autocommit=True)
         self.models = ModelHolder(settings.models_dir, options.model_poll_interval_s)
+        self.config = self.models.feature_config
         self.labels = LabelFeed(settings, options.group)
         self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES})
-        overrides: dict[str, Any] = {"session.timeout.ms": options.session_timeout_ms}
+        # Small per-partition fetches make a backlogged batch mix partitions, so all progress evenly.
+        overrides: dict[str, Any] = {"session.timeout.ms": options.session_timeout_ms,
+                                     "max.partition.fetch.bytes": 256 * 1024}
         if options.instance_id:
             overrides["group.instance.id"] = options.instance_id
         self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
@@ -182,6 +184,8 @@ class LocalEngine:
         if checkpoint.state is not None:
             try:
                 features = FeatureState.restore(checkpoint.state)
+                if features.config != self.config:
+                    raise StateFormatError("snapshot built with another feature configuration than the model's")
             except StateFormatError as error:
                 log.error("snapshot refused partition=%d reason=%r action=replay_from_beginning", partition, str(error))
             else:
@@ -258,7 +262,8 @@ class LocalEngine:
             rows = frame[partitions == partition]
             parts.append(self.states[int(partition)].features.process(rows))
         if not parts:
-            return pd.DataFrame({**{name: np.zeros(0) for name in FEATURE_NAMES}, "is_late": np.zeros(0, bool)})
+            return pd.DataFrame({**{name: np.zeros(0) for name in feature_names(self.config)},
+                                 "is_late": np.zeros(0, bool)})
         return pd.concat(parts).sort_index()
 
     def _score(self, transactions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +271,8 @@ class LocalEngine:
             return pipeline.no_rows()
         scorer = self.models.scorer
         return pipeline.scored_rows(transactions, features, scorer.score(features), model_version=scorer.model_version,
-                                    engine=ENGINE, scored_at_us=time.time_ns() // 1000, feature_columns=FEATURE_NAMES)
+                                    engine=ENGINE, scored_at_us=time.time_ns() // 1000,
+                                    feature_columns=scorer.feature_names)
 
     def _produce(self, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
         if not alerts and not letters:
@@ -315,7 +321,7 @@ class LocalEngine:
             state.snapshot_offset, state.snapshot_at = state.position, time.monotonic()
 
     def _snapshot_due(self, state: PartitionState) -> bool:
-        if state.snapshot_offset == state.position:
+        if state.position == (state.snapshot_offset or 0):
             return False
         return (state.snapshot_offset is None
                 or time.monotonic() - state.snapshot_at >= self.options.snapshot_interval_s)

@@ -1,0 +1,276 @@
+"""End-to-end benchmark, Kafka to PostgreSQL, on this machine: the local engine beside the seed's design.
+
+For each design, in one run:
+- sustained throughput: a backlog of events is already in Kafka; events/s is measured from the rows'
+  own commit timestamps (``written_at``), first row to last;
+- latency at fixed rates (1k, 5k, 20k events/s by default): a paced producer stamps each event with the
+  wall clock as its event time; p50/p99 of event time -> row written and ingest -> row written come
+  from the rows themselves.
+
+The seed-style baseline is the seed's job shape: one Kafka message at a time, one model call and one
+INSERT (committed) per event, with the same decoding, features and model as the engine.
+
+    .venv/bin/python bench/bench_pipeline.py [--rates 1000,5000,20000] [--duration 20] [--backlog 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from fraudstream import kafka, pipeline
+from fraudstream.config import Settings, get_settings
+from fraudstream.demo import ensure_default_model
+from fraudstream.events import partition_for, transaction_to_dict
+from fraudstream.features import FeatureState
+from fraudstream.scoring import Scorer
+from fraudstream.simulate.backfill import simulate_history
+
+RESULTS = Path(__file__).with_name("results")
+DESIGNS = ("local engine", "seed-style per-row")
+console = Console()
+
+
+@dataclass
+class Measurement:
+    design: str
+    scenario: str  # "backlog" or "<rate>/s"
+    target_rate: int | None
+    produced: int
+    written: int
+    events_per_second: float
+    event_to_commit_p50_ms: float | None
+    event_to_commit_p99_ms: float | None
+    ingest_to_commit_p50_ms: float | None
+    ingest_to_commit_p99_ms: float | None
+    seconds: float
+
+
+def events_payloads(count: int, seed: int = 5) -> list[dict[str, object]]:
+    """Wire dictionaries of a simulation (their event_time is replaced at send time)."""
+    history = simulate_history(days=max(1, count // 12_000 + 1), seed=seed, accounts=10_000, merchants=1_000)
+    frame = history.transactions.head(count)
+    return [transaction_to_dict(row) for row in frame.itertuples(index=False)]
+
+
+def bench_settings(base: Settings, tag: str) -> Settings:
+    settings = base.model_copy(update={
+        "transactions_topic": f"bench-tx-{tag}", "labels_topic": f"bench-labels-{tag}",
+        "alerts_topic": f"bench-alerts-{tag}", "dlq_topic": f"bench-dlq-{tag}",
+    })
+    kafka.create_topics(settings)
+    return settings
+
+
+def produce(settings: Settings, events: list[dict[str, object]], prefix: str, rate: int | None) -> float:
+    """Send events with ids ``prefix + n`` and event time = now, paced at ``rate``/s (None: at once)."""
+    producer = kafka.producer(settings, **{"linger.ms": 2})
+    partitions = settings.transactions_partitions
+    began = time.perf_counter()
+    for number, event in enumerate(events):
+        if rate is not None and number % max(1, rate // 200) == 0:
+            ahead = number / rate - (time.perf_counter() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+        account = str(event["account_id"])
+        event = {**event, "transaction_id": f"{prefix}{number}",
+                 "event_time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")}
+        while True:
+            try:
+                producer.produce(settings.transactions_topic, key=account.encode(), value=orjson.dumps(event),
+                                 partition=partition_for(account, partitions))
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    return time.perf_counter() - began
+
+
+def start_design(design: str, settings: Settings, group: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "FRAUDSTREAM_TRANSACTIONS_TOPIC": settings.transactions_topic,
+           "FRAUDSTREAM_LABELS_TOPIC": settings.labels_topic, "FRAUDSTREAM_ALERTS_TOPIC": settings.alerts_topic,
+           "FRAUDSTREAM_DLQ_TOPIC": settings.dlq_topic}
+    if design == "local engine":
+        command = [str(Path(sys.executable).with_name("fraudstream")), "process", "--group", group,
+                   "--metrics-port", "0"]
+    else:
+        command = [sys.executable, __file__, "--seed-worker", group]
+    handle = log.open("ab")
+    process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while "partition assigned" not in log.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, f"{design} exited: see {log}"
+        time.sleep(0.1)
+    return process
+
+
+def wait_written(connection: psycopg.Connection, prefix: str, expected: int, idle_s: float) -> int:
+    """Wait until all rows are written, or until no progress for ``idle_s`` seconds."""
+    last, since = -1, time.monotonic()
+    while True:
+        count = connection.execute("SELECT count(*) FROM transactions WHERE transaction_id LIKE %s",
+                                   (prefix + "%",)).fetchone()[0]
+        if count >= expected:
+            return count
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since > idle_s:
+            return count
+        time.sleep(0.5)
+
+
+def measure(connection: psycopg.Connection, design: str, scenario: str, rate: int | None, prefix: str,
+            produced: int, seconds: float) -> Measurement:
+    rows = connection.execute(
+        "SELECT extract(epoch FROM written_at - event_time), extract(epoch FROM written_at - ingested_at),"
+        " extract(epoch FROM written_at) FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",)).fetchall()
+    data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    written = len(data)
+    span = float(data[:, 2].max() - data[:, 2].min()) if written > 1 else 0.0
+    rate_seen = (written - 1) / span if span > 0 else 0.0
+
+    def pct(column: int, q: float) -> float | None:
+        return float(np.percentile(data[:, column], q) * 1000) if written and rate is not None else None
+
+    return Measurement(design, scenario, rate, produced, written, rate_seen, pct(0, 50), pct(0, 99),
+                       pct(1, 50), pct(1, 99), seconds)
+
+
+def run_scenario(base: Settings, connection: psycopg.Connection, design: str, events: list[dict[str, object]],
+                 rate: int | None, logs: Path) -> Measurement:
+    tag = uuid.uuid4().hex[:8]
+    settings = bench_settings(base, tag)
+    prefix = f"bench-{tag}-"
+    scenario = "backlog" if rate is None else f"{rate}/s"
+    began = time.perf_counter()
+    if rate is None:
+        produce(settings, events, prefix, None)
+        process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+    else:
+        process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+        produce(settings, events, prefix, rate)
+    idle_s = 10.0 if design == "local engine" else 3.0
+    wait_written(connection, prefix, len(events), idle_s=idle_s if rate is not None else 60.0)
+    process.terminate()
+    process.wait(30)
+    result = measure(connection, design, scenario, rate, prefix, len(events), time.perf_counter() - began)
+    connection.execute("DELETE FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",))
+    console.print(f"{design:>20} {scenario:>8}: {result.written}/{result.produced} rows, "
+                  f"{result.events_per_second:,.0f} events/s, p99 {result.event_to_commit_p99_ms}")
+    return result
+
+
+def seed_worker(group: str) -> None:
+    """The seed job's shape: per message, decode, features, one model call, one committed INSERT."""
+    settings = get_settings()
+    scorer = Scorer.from_registry(settings.models_dir)
+    state = FeatureState(scorer.feature_config)
+    consumer = kafka.consumer(settings, group)
+    consumer.subscribe([settings.transactions_topic], on_assign=lambda c, p: print("partition assigned", flush=True))
+    columns = ", ".join(name for name in pipeline.ROW_COLUMNS if not name.endswith("_us"))
+    times = ", ".join(f"timestamptz 'epoch' + %s * interval '1 microsecond' AS {name[:-3]}" for name in
+                      ("event_time_us", "ingested_at_us", "scored_at_us"))
+    statement = (f"INSERT INTO transactions ({columns}, event_time, ingested_at, scored_at) "
+                 f"SELECT {', '.join(['%s'] * (len(pipeline.ROW_COLUMNS) - 3))}, {times} "
+                 "ON CONFLICT (transaction_id, event_time) DO NOTHING")
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        while True:
+            message = consumer.poll(1.0)
+            if message is None or message.error() is not None:
+                continue
+            ingested_at_us = time.time_ns() // 1000
+            decoded = pipeline.decode([message.value()])
+            if decoded.rejected:
+                continue
+            frame = decoded.frame.assign(kafka_partition=message.partition(), kafka_offset=message.offset(),
+                                         ingested_at_us=ingested_at_us)
+            features = state.process(decoded.frame)
+            rows = pipeline.scored_rows(frame, features, scorer.score(features), model_version=scorer.model_version,
+                                        engine="seed-style", scored_at_us=time.time_ns() // 1000,
+                                        feature_columns=scorer.feature_names)
+            row = rows.iloc[0]
+            values = [row[name] for name in pipeline.ROW_COLUMNS if not name.endswith("_us")]
+            values = [list(value) if isinstance(value, list) else value for value in values]
+            times_us = [int(row["event_time_us"]), int(row["ingested_at_us"]), int(row["scored_at_us"])]
+            connection.execute(statement, [*map(_plain, values), *times_us])
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def print_table(results: list[Measurement], load: dict[str, object]) -> None:
+    table = Table(title=f"Kafka -> PostgreSQL end to end ({load['cpus']} CPUs, load {load['load_before']} -> "
+                        f"{load['load_after']})")
+    for column in ("design", "scenario", "written/produced", "events/s", "event->commit p50 ms",
+                   "p99 ms", "ingest->commit p50 ms", "p99 ms"):
+        table.add_column(column)
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    for r in results:
+        table.add_row(r.design, r.scenario, f"{r.written:,}/{r.produced:,}", f"{r.events_per_second:,.0f}",
+                      ms(r.event_to_commit_p50_ms), ms(r.event_to_commit_p99_ms), ms(r.ingest_to_commit_p50_ms),
+                      ms(r.ingest_to_commit_p99_ms))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="1000,5000,20000")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per fixed-rate run")
+    parser.add_argument("--backlog", type=int, default=100_000, help="events for the sustained-throughput run")
+    parser.add_argument("--baseline-backlog", type=int, default=5_000)
+    parser.add_argument("--baseline-duration", type=float, default=8.0)
+    parser.add_argument("--seed-worker", metavar="GROUP", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed_worker:
+        seed_worker(args.seed_worker)
+        return
+    base = get_settings()
+    ensure_default_model(base)
+    rates = [int(rate) for rate in args.rates.split(",")]
+    events = events_payloads(max(args.backlog, int(max(rates) * args.duration)))
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    load_before = [round(value, 2) for value in os.getloadavg()]
+    results = []
+    with psycopg.connect(base.database_url, autocommit=True) as connection:
+        for design in DESIGNS:
+            local = design == "local engine"
+            backlog = args.backlog if local else args.baseline_backlog
+            results.append(run_scenario(base, connection, design, events[:backlog], None, logs))
+            for rate in rates:
+                duration = args.duration if local else args.baseline_duration
+                results.append(run_scenario(base, connection, design, events[:int(rate * duration)], rate, logs))
+    load = {"cpus": os.cpu_count(), "load_before": load_before,
+            "load_after": [round(value, 2) for value in os.getloadavg()]}
+    print_table(results, load)
+    engine = {r.scenario: r for r in results if r.design == "local engine"}
+    seed = {r.scenario: r for r in results if r.design != "local engine"}
+    ratio = engine["backlog"].events_per_second / max(seed["backlog"].events_per_second, 1e-9)
+    console.print(f"sustained throughput ratio, local engine / seed-style: {ratio:,.1f}x")
+    out = RESULTS / f"pipeline-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({"load": load, "throughput_ratio": ratio,
+                               "results": [asdict(r) for r in results]}, indent=2))
+    console.print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""`fraudstream demo`: the whole pipeline for a while, then a summary."""
+
+from __future__ import annotations
+
+import typer
+
+from fraudstream.commands._output import console, fail
+from fraudstream.config import get_settings
+
+
+def demo(
+    duration: float = typer.Option(60.0, min=5.0, help="Seconds of live traffic."),
+    rate: float = typer.Option(500.0, min=1.0, help="Normal customers' transactions per second."),
+    hacker_rate: float = typer.Option(10.0, min=1.0, help="Attackers' transactions per second."),
+) -> None:
+    """Services, a default model, producers, the processor and a live view; ends with a summary."""
+    from fraudstream.demo import run_demo, summary_table
+
+    try:
+        summary = run_demo(get_settings(), duration, rate, hacker_rate, console)
+    except RuntimeError as error:
+        raise fail(str(error)) from None
+    console.print(summary_table(summary, f"fraudstream demo: {duration:.0f} s"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,142 @@
+"""Malformed and hostile events go to the dead-letter topic with a reason; the valid ones are scored;
+the processor keeps running."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+from confluent_kafka import TopicPartition
+from local_engine_harness import EngineRun, count_rows, model_state_dir, new_run, stop, wait_for_rows
+
+from fraudstream import kafka
+from fraudstream.config import Settings
+from fraudstream.events import format_time_us, partition_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+START_US = 1_795_860_000_000_000  # 2026-11-28T09:20:00Z
+MEGABYTE = 1024 * 1024
+
+
+def event(prefix: str, number: int, **changes: object) -> dict[str, object]:
+    base = {
+        "schema_version": 1, "transaction_id": f"{prefix}{number:05d}",
+        "event_time": format_time_us(START_US + number * 1_000_000), "account_id": f"acct-{number % 37}",
+        "amount": 10.0 + number, "currency": "EUR", "merchant_id": f"merch-{number % 11}",
+        "merchant_category": "grocery", "payment_method": "credit_card", "channel": "online", "country": "DE",
+        "latitude": 52.5, "longitude": 13.4, "device_id": f"dev-{number % 37}",
+    }
+    base.update(changes)
+    return base
+
+
+def without(payload: dict[str, object], name: str) -> dict[str, object]:
+    return {key: value for key, value in payload.items() if key != name}
+
+
+def hostile(prefix: str) -> dict[str, tuple[bytes | None, str]]:
+    """Dead-letter key -> (payload, a fragment of the expected reason)."""
+    good = orjson.dumps(event(prefix, 99_999))
+    return {
+        "broken-json": (b'{"transaction_id": "x", "amount": ', "invalid JSON"),
+        "empty": (b"", "empty payload"),
+        "null-value": (None, "empty payload"),
+        "missing-amount": (orjson.dumps(without(event(prefix, 90_001), "amount")), "missing field: amount"),
+        "missing-time": (orjson.dumps(without(event(prefix, 90_002), "event_time")), "missing field: event_time"),
+        "negative-amount": (orjson.dumps(event(prefix, 90_003, amount=-5.0)), "amount must be > 0"),
+        "zero-amount": (orjson.dumps(event(prefix, 90_004, amount=0)), "amount must be > 0"),
+        "nan-literal": (good.replace(b'"amount":100009.0', b'"amount":NaN'), "invalid JSON"),
+        "nan-string": (orjson.dumps(event(prefix, 90_005, amount="NaN")), "amount must be a number"),
+        "huge-amount": (orjson.dumps(event(prefix, 90_006, amount=1e300)), "amount must be > 0 and <="),
+        "string-amount": (orjson.dumps(event(prefix, 90_007, amount="12.50")), "amount must be a number"),
+        "bool-amount": (orjson.dumps(event(prefix, 90_008, amount=True)), "amount must be a number"),
+        "int-account": (orjson.dumps(event(prefix, 90_009, account_id=12345)), "account_id must be a string"),
+        "bad-time": (orjson.dumps(event(prefix, 90_010, event_time="yesterday")), "event_time must be ISO-8601"),
+        "future-schema": (orjson.dumps(event(prefix, 90_011, schema_version=2)), "schema_version must be 1"),
+        "array": (b"[1, 2, 3]", "must be a JSON object"),
+        "long-id": (orjson.dumps(event(prefix, 90_012, transaction_id="x" * 500)), "1 to 64 characters"),
+        "sql-currency": (orjson.dumps(event(prefix, 90_013, currency="'; DROP TABLE transactions; --")),
+                         "currency has an invalid format"),
+        "nul-character": (orjson.dumps(event(prefix, 90_014, merchant_id="merch\u0000-1")), "NUL character"),
+        "latitude-out-of-range": (orjson.dumps(event(prefix, 90_015, latitude=123.0)), "latitude must be"),
+        "deep-nesting": (b"[" * 100_000 + b"]" * 100_000, "oversized"),
+        "one-megabyte": (orjson.dumps(event(prefix, 90_016, note="x" * MEGABYTE)), "oversized"),
+        "invalid-utf8": (b'{"transaction_id": "\xff\xfe"}', "invalid JSON"),
+    }
+
+
+def tricky_but_valid(prefix: str) -> list[dict[str, object]]:
+    """Hostile-looking text that is a legal value: it must be stored verbatim, not executed or mangled."""
+    return [
+        event(prefix, 80_001, merchant_id="'; DROP TABLE transactions; --"),
+        event(prefix, 80_002, device_id='a"b,c\n{d}\\e\t'),
+        event(prefix, 80_003, account_id="café ☕ 𝄞"),
+        event(prefix, 80_004, merchant_id="{\"json\": [1,2]}"),
+        event(prefix, 80_005, amount=9_999_999.99),
+    ]
+
+
+def produce(run: EngineRun, items: list[tuple[bytes, bytes | None]]) -> None:
+    producer = kafka.producer(run.settings, **{"message.max.bytes": 2 * MEGABYTE})
+    partitions = run.settings.transactions_partitions
+    for key, value in items:
+        producer.produce(run.settings.transactions_topic, key=key, value=value,
+                         partition=partition_for(key.decode(), partitions))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def dead_letters(run: EngineRun, expected: int) -> dict[str, tuple[bytes | None, dict[str, str]]]:
+    consumer = kafka.consumer(run.settings, f"dlq-reader-{uuid.uuid4().hex[:8]}")
+    partitions = kafka.describe_topics(run.settings, [run.settings.dlq_topic])[run.settings.dlq_topic]
+    consumer.assign([TopicPartition(run.settings.dlq_topic, p, 0) for p in range(partitions)])
+    found: dict[str, tuple[bytes | None, dict[str, str]]] = {}
+    deadline = time.monotonic() + 60
+    while len(found) < expected and time.monotonic() < deadline:
+        for message in consumer.consume(100, 1.0):
+            if message.error() is None:
+                headers = {name: value.decode() for name, value in message.headers() or []}
+                found[message.key().decode()] = (message.value(), headers)
+    consumer.close()
+    return found
+
+
+def test_hostile_events_are_dead_lettered_with_reasons_and_the_rest_is_scored(
+    postgres_ready: Settings, database: psycopg.Connection, tmp_path: Path
+) -> None:
+    run = new_run(postgres_ready, model_state_dir(postgres_ready), tmp_path / "logs")
+    prefix = f"dlq-{run.group}-"
+    bad = hostile(prefix)
+    valid = [event(prefix, number) for number in range(300)] + tricky_but_valid(prefix)
+    items: list[tuple[bytes, bytes | None]] = [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in valid]
+    for index, (key, (payload, _)) in enumerate(bad.items()):  # spread the bad ones through the stream
+        items.insert(index * 13, (key.encode(), payload))
+    produce(run, items)
+
+    processor = run.start("dlq")
+    assert wait_for_rows(database, prefix, len(valid), 120, (processor,)) == len(valid)
+    letters = dead_letters(run, len(bad))
+    assert set(letters) == set(bad), f"missing: {set(bad) - set(letters)}, unexpected: {set(letters) - set(bad)}"
+    for key, (payload, fragment) in bad.items():
+        value, headers = letters[key]
+        assert value == (payload or None) or (payload == b"" and value in (b"", None)), key
+        assert fragment in headers["dlq.reason"], f"{key}: {headers['dlq.reason']!r}"
+        assert headers["dlq.topic"] == run.settings.transactions_topic
+        assert int(headers["dlq.offset"]) >= 0
+
+    stored = dict(database.execute(
+        "SELECT transaction_id, merchant_id || '|' || device_id || '|' || account_id FROM transactions"
+        " WHERE transaction_id LIKE %s", (prefix + "%",)).fetchall())
+    for item in tricky_but_valid(prefix):
+        assert stored[item["transaction_id"]] == f"{item['merchant_id']}|{item['device_id']}|{item['account_id']}"
+
+    more = [event(prefix, number) for number in range(1_000, 1_200)]  # still alive and scoring
+    produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in more])
+    assert wait_for_rows(database, prefix, len(valid) + len(more), 60, (processor,)) == len(valid) + len(more)
+    assert stop(processor) == 0
+    assert count_rows(database, prefix) == len(valid) + len(more)
