@@ -1,0 +1,134 @@
+"""The Spark engine on a real standalone master and two workers: every event scored exactly once across a
+driver kill, bad records in the DLQ with their reason, and the local engine's features and scores.
+
+Spark is slow to start here (the first batch takes 15-45 s), so one test covers the whole story.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import psycopg
+import pytest
+from local_engine_harness import (
+    FRAUDSTREAM,
+    EngineRun,
+    count_rows,
+    model_state_dir,
+    new_run,
+    scored,
+    stop,
+    stream,
+    wait_for_rows,
+)
+
+from fraudstream import kafka
+from fraudstream.config import Settings
+from fraudstream.services import manager
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+EVENTS = 3_000
+BAD = [b"{not json", b'{"schema_version": 1, "transaction_id": "x"}', b'{"schema_version": 1, "amount": -5}']
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(kafka_ready: Settings, postgres_ready: Settings) -> Settings:
+    """The local standalone cluster: one master, two one-core workers (no-op when already up)."""
+    manager.up(kafka_ready, ["spark"])
+    return kafka_ready
+
+
+def start_driver(run: EngineRun, checkpoint: Path, log: Path) -> subprocess.Popen:
+    """`fraudstream spark submit` in its own process group (the driver's JVM is its child)."""
+    command = [FRAUDSTREAM, "spark", "submit", "--checkpoint", str(checkpoint), "--max-offsets-per-trigger", "500",
+               "--app-name", f"test-{run.group}"]
+    return subprocess.Popen(command, env=run.env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def kill_driver(process: subprocess.Popen) -> None:
+    """SIGKILL the driver's Python and JVM at once, as when its machine dies."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+def dead_letters(settings: Settings) -> dict[str, str]:
+    """The DLQ's messages as source offset -> reason (deduplicated: dead letters are at-least-once)."""
+    consumer = kafka.consumer(settings, f"{settings.dlq_topic}-reader")
+    consumer.subscribe([settings.dlq_topic])
+    found: dict[str, str] = {}
+    try:
+        for _ in range(20):
+            for message in consumer.consume(100, 1.0):
+                if message.error() is None:
+                    headers = {name: value.decode() for name, value in message.headers() or []}
+                    found[headers["dlq.offset"]] = headers["dlq.reason"]
+    finally:
+        consumer.close()
+    return found
+
+
+def features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The stored features (JSON, null for a missing value) as a float frame aligned with the rows."""
+    rows = [orjson.loads(text) for text in frame["features"]]
+    return pd.DataFrame(rows, index=frame.index).astype(float)
+
+
+def test_spark_job_scores_every_event_once_across_a_driver_kill_like_the_local_engine(
+    spark_cluster: Settings, database: psycopg.Connection, tmp_path: Path
+) -> None:
+    models = model_state_dir(spark_cluster)
+    events = stream(EVENTS, prefix="")
+    logs = tmp_path / "logs"
+
+    # The Spark job: bad records first in partition 0, then the stream; kill the driver mid-stream.
+    run = new_run(spark_cluster, models, logs)
+    prefix = f"spark-{run.group}-"
+    producer = kafka.producer(run.settings)
+    for payload in BAD:
+        producer.produce(run.settings.transactions_topic, key=b"bad", value=payload, partition=0)
+    assert producer.flush(30) == 0
+    run.publish(events.assign(transaction_id=prefix + events["transaction_id"]))
+    checkpoint = tmp_path / "checkpoint"
+    driver = start_driver(run, checkpoint, logs / "driver-1.log")
+    written = wait_for_rows(database, prefix, 1, 240, (driver,))
+    assert 0 < written < EVENTS, f"kill should land mid-stream, {written} rows were already written"
+    kill_driver(driver)
+    partial = count_rows(database, prefix)
+
+    driver = start_driver(run, checkpoint, logs / "driver-2.log")
+    try:
+        assert wait_for_rows(database, prefix, EVENTS, 300, (driver,)) == EVENTS
+    finally:
+        kill_driver(driver)
+    distinct, total = database.execute(
+        "SELECT count(DISTINCT transaction_id), count(*) FROM transactions WHERE transaction_id LIKE %s",
+        (prefix + "%",)).fetchone()
+    assert (distinct, total) == (EVENTS, EVENTS), f"{partial} rows before the kill"
+    assert set(dead_letters(run.settings)) == {"0", "1", "2"}
+
+    # The local engine on the same stream (ids differ only by their prefix).
+    local = new_run(spark_cluster, models, logs)
+    local_prefix = f"local-{local.group}-"
+    local.publish(events.assign(transaction_id=local_prefix + events["transaction_id"]))
+    processor = local.start("local")
+    assert wait_for_rows(database, local_prefix, EVENTS, 120, (processor,)) == EVENTS
+    assert stop(processor) == 0
+
+    spark_rows, local_rows = scored(database, prefix), scored(database, local_prefix)
+    assert spark_rows.index.equals(local_rows.index)
+    assert (spark_rows["model_version"] == local_rows["model_version"]).all()
+    assert (spark_rows["score"] - local_rows["score"]).abs().max() <= TOLERANCE
+    assert (spark_rows["decision"] == local_rows["decision"]).all()
+    spark_features, local_features = features(spark_rows), features(local_rows)
+    assert list(spark_features.columns) == list(local_features.columns)
+    pd.testing.assert_frame_equal(spark_features, local_features, check_exact=False, rtol=0, atol=TOLERANCE)
