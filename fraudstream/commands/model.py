@@ -17,7 +17,11 @@ from fraudstream.model.train import build
 
 model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
 
-_STAGES = {"simulate": "simulating history", "replay": "replaying features", "train": "training models"}
+_STAGES = {
+    "simulate": "simulating history (hours)",
+    "replay": "replaying features (events)",
+    "train": "training models (LightGBM, logistic regression, seed forest)",
+}
 
 
 def train(

@@ -38,6 +38,7 @@ from fraudstream.model.registry import Registry
 from fraudstream.model.thresholds import CostSetting, Thresholds, choose_thresholds
 
 #: The seed project's model: a random forest on four hand-picked columns.
+MICROS_PER_HOUR = MICROS_PER_DAY // 24
 SEED_FEATURES = ("amount", "hour_of_day", "account_age_days", "account_transaction_count_24h")
 MODEL_NAMES = ("model", "logistic_regression", "seed_random_forest")
 
@@ -238,7 +239,7 @@ def simulated_history(days: int, seed: int = 7, progress: StageProgress | None =
     def on_block(block_us: int, _: int) -> None:
         done_us[0] += block_us
         if progress is not None:
-            progress("simulate", min(done_us[0], total_us), total_us)
+            progress("simulate", min(done_us[0], total_us) // MICROS_PER_HOUR, total_us // MICROS_PER_HOUR)
 
     history = simulate_history(days, seed=seed, on_block=on_block)
     return LabeledHistory(history.transactions, history.labels)
