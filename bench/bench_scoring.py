@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_scoring.py [--models-dir DIR]
 
-Features come from a simulated day replayed through the core, so the share of rows that need
-reasons (review/block) is realistic.
+Features are the last of three simulated days replayed through the core (accounts have history by
+then), so the share of rows that need reasons (review/block) is realistic.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def main() -> None:
         args.models_dir = Path("bench/results/example-models")
         publish_example_model(args.models_dir)
     scorer = Scorer.from_registry(args.models_dir)
-    history = simulate_history(1)
+    history = simulate_history(3)
     features = replay(LabeledHistory(history.transactions, history.labels)).features
+    last_day = history.transactions["event_time_us"] >= history.end_us - 86_400 * 1_000_000
+    features = features[last_day.to_numpy()]
     table = Table(title=f"scoring with {scorer.model_version} ({args.models_dir})")
     for column in ("batch size", "rows/s", "ms per batch", "flagged rows"):
         table.add_column(column, justify="right")
