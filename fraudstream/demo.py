@@ -72,6 +72,13 @@ class DemoSummary:
     model_version: str = ""
 
 
+def processor_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child `fraudstream` command see these settings' endpoints and topics."""
+    names = ("kafka_bootstrap", "database_url", "state_dir", "transactions_topic", "labels_topic", "alerts_topic",
+             "dlq_topic", "transactions_partitions")
+    return {**os.environ, **{f"FRAUDSTREAM_{name.upper()}": str(getattr(settings, name)) for name in names}}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,10 +176,8 @@ class Demo:
     def start_processor(self, log_path: Path) -> subprocess.Popen:
         command = [str(Path(sys.executable).with_name("fraudstream")), "process", "--group", "fraudstream-demo",
                    "--metrics-port", str(self.metrics_port)]
-        env = {**os.environ, "FRAUDSTREAM_STATE_DIR": str(self.settings.state_dir),
-               "FRAUDSTREAM_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-               "FRAUDSTREAM_DATABASE_URL": self.settings.database_url}
-        process = subprocess.Popen(command, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=processor_env(self.settings), stdout=log_path.open("ab"),
+                                   stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while "partition assigned" not in log_path.read_text():
             if process.poll() is not None or time.monotonic() > deadline:

@@ -3,7 +3,6 @@ model, `fraudstream process` as a real subprocess, and reads of the rows a test 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import psycopg
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.demo import ensure_default_model
+from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.engines.feed import publish_frame
 from fraudstream.simulate.backfill import simulate_history
 
@@ -25,21 +24,11 @@ FRAUDSTREAM = str(Path(sys.executable).with_name("fraudstream"))
 
 @dataclass
 class EngineRun:
-    """Topics, group and model of one test; ``env`` points a subprocess at them."""
+    """Topics, group and model of one test."""
 
     settings: Settings
     group: str
     logs: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        settings = self.settings
-        return {**os.environ,
-                "FRAUDSTREAM_TRANSACTIONS_TOPIC": settings.transactions_topic,
-                "FRAUDSTREAM_LABELS_TOPIC": settings.labels_topic,
-                "FRAUDSTREAM_ALERTS_TOPIC": settings.alerts_topic,
-                "FRAUDSTREAM_DLQ_TOPIC": settings.dlq_topic,
-                "FRAUDSTREAM_STATE_DIR": str(settings.state_dir)}
 
     def start(self, instance_id: str | None = None, *options: str) -> subprocess.Popen:
         """`fraudstream process` in this run's topics and group; its log goes to logs/<instance>.log."""
@@ -48,7 +37,7 @@ class EngineRun:
         if instance_id:
             command += ["--instance-id", instance_id]
         log = (self.logs / f"{name}.log").open("ab")
-        return subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=processor_env(self.settings), stdout=log, stderr=subprocess.STDOUT)
 
     def log_text(self, instance_id: str) -> str:
         return (self.logs / f"{instance_id}.log").read_text()
