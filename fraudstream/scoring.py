@@ -1,7 +1,13 @@
 """Batch scoring used by both engines: features -> probability, decision, top-3 reasons.
 
-Reasons are computed only for rows decided 'review' or 'block' (approved rows get none): they come
-from LightGBM's per-feature contributions, which cost several times a plain prediction. Prediction
+Reasons are computed only for rows decided 'review' or 'block' (approved rows get none). They are
+**path contributions in log-odds** (Saabas decomposition, fraudstream.model.explain.PathAttribution):
+each split on the row's path through each tree credits its feature with the change in the node
+value it caused, so the model's bias plus a row's contributions equals its raw score exactly. The
+reasons are the (up to three) features with the largest positive contribution, i.e. those that
+pushed the log-odds of fraud up the most. Unlike TreeSHAP they are not averaged over feature
+orderings (a feature split near the root can get less credit than under SHAP), but they are exact,
+deterministic and cost one leaf lookup plus a sparse product instead of ~3 ms per row. Prediction
 runs on a fixed number of threads, so the same input always gives bit-identical output.
 """
 
@@ -14,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.features import FeatureConfig
-from fraudstream.model.explain import describe
+from fraudstream.model.explain import PathAttribution, describer
 from fraudstream.model.registry import Artifact, Registry, load_artifact
 from fraudstream.model.thresholds import Thresholds, decide
 
@@ -38,10 +44,14 @@ class Scorer:
         self.artifact = artifact
         self.model_version: str = artifact.version
         self.feature_names: tuple[str, ...] = tuple(artifact.manifest["feature_names"])
+        self._columns = pd.Index(self.feature_names)  # built once: an Index per call costs more than a small batch
         self.thresholds = Thresholds.from_dict(artifact.manifest["thresholds"])
         #: The engines must compute features with the configuration the model was trained on.
         self.feature_config = FeatureConfig.from_dict(artifact.manifest["feature_config"])
         self._booster = artifact.booster
+        #: Built once per model (not per batch): the per-leaf credit table behind the reasons.
+        self.attribution = PathAttribution(artifact.booster)
+        self._describers = tuple(describer(name) for name in self.feature_names)
 
     @classmethod
     def load(cls, artifact_dir: Path) -> Scorer:
@@ -59,7 +69,7 @@ class Scorer:
 
     def score(self, features: pd.DataFrame) -> ScoreResult:
         """Score every row of a frame holding (at least) the model's feature columns."""
-        matrix = features.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
+        matrix = features.loc[:, self._columns].to_numpy(dtype=np.float64)
         if matrix.shape[0] == 0:
             return ScoreResult(np.zeros(0), np.zeros(0, dtype=object), [])
         probability = np.asarray(self._booster.predict(matrix, num_threads=PREDICT_THREADS), dtype=np.float64)
@@ -72,11 +82,19 @@ class Scorer:
         return ScoreResult(probability, decision, reasons)
 
     def explain(self, matrix: np.ndarray) -> list[tuple[str, ...]]:
-        """Top contributing features (pushing towards fraud) of each row, as sentences."""
-        contributions = self._booster.predict(matrix, pred_contrib=True, num_threads=PREDICT_THREADS)[:, :-1]
+        """Top features pushing each row towards fraud (largest positive path contributions), as sentences."""
+        contributions = self.contributions(matrix)
         top = np.argsort(-contributions, axis=1, kind="stable")[:, :REASON_COUNT]
-        names = self.feature_names
+        positive = np.take_along_axis(contributions, top, axis=1) > 0
+        values = np.take_along_axis(matrix, top, axis=1)
+        describers = self._describers
         return [
-            tuple(describe(names[j], float(matrix[i, j])) for j in top[i] if contributions[i, j] > 0)
-            for i in range(matrix.shape[0])
+            tuple(describers[j](v) for j, v, keep in zip(row, row_values, row_positive, strict=True) if keep)
+            for row, row_values, row_positive in zip(top.tolist(), values.tolist(), positive.tolist(), strict=True)
         ]
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """(rows, features) path contributions in log-odds; ``attribution.bias`` plus a row's sum is
+        its raw score."""
+        leaves = self._booster.predict(matrix, pred_leaf=True, num_threads=PREDICT_THREADS)
+        return self.attribution.contributions(leaves)
