@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fraudstream.config import get_settings
 from fraudstream.features import FeatureState
 from fraudstream.model.dataset import LabeledHistory, replay
 from fraudstream.simulate.backfill import simulate_history
@@ -37,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     history = simulate_history(args.days)
     labeled = LabeledHistory(history.transactions, history.labels)
-    result = replay(labeled)
+    result = replay(labeled, get_settings().transactions_partitions)
     rows = {
         "bulk replay (200,000-event chunks, labels as they arrive), wall": result.events_per_second,
         "bulk replay, per CPU-second of this process": result.cpu_events_per_second,

@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/bench_scoring.py [--models-dir DIR] [--seconds 3]
 
-Features are the last of three simulated days replayed through the core (accounts have history by
-then), so the share of rows that need reasons (review/block) is realistic. CPU time
-(time.process_time) is the figure to compare on a shared machine; wall time is shown beside it.
+Features are the last of three simulated days replayed through the core with one state per Kafka
+partition, as served (accounts have history by then), so the share of rows that need reasons
+(review/block) is realistic. CPU time (time.process_time) is the figure to compare on a shared
+machine; wall time is shown beside it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
     scorer = Scorer.from_registry(args.models_dir)
     load_cpu_ms = 1000 * (time.process_time() - began_cpu)
     history = simulate_history(3)
-    features = replay(LabeledHistory(history.transactions, history.labels)).features
+    labeled = LabeledHistory(history.transactions, history.labels)
+    features = replay(labeled, get_settings().transactions_partitions, scorer.feature_config).features
     last_day = history.transactions["event_time_us"] >= history.end_us - 86_400 * 1_000_000
     features = features[last_day.to_numpy()]
 

@@ -48,6 +48,9 @@ class Scorer:
         self.thresholds = Thresholds.from_dict(artifact.manifest["thresholds"])
         #: The engines must compute features with the configuration the model was trained on.
         self.feature_config = FeatureConfig.from_dict(artifact.manifest["feature_config"])
+        #: Feature states (Kafka partitions) the training replay used; merchant features depend on it,
+        #: so an engine should warn when the topic has another partition count. None: not recorded.
+        self.replay_partitions: int | None = artifact.manifest.get("replay_partitions")
         self._booster = artifact.booster
         #: Built once per model (not per batch): the per-leaf credit table behind the reasons.
         self.attribution = PathAttribution(artifact.booster)

@@ -13,7 +13,7 @@ from fraudstream.config import get_settings
 from fraudstream.model.exceptions import ModelError
 from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_table, summary_table
-from fraudstream.model.train import build
+from fraudstream.model.train import TrainConfig, build
 
 model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
 
@@ -31,6 +31,15 @@ def train(
     ] = None,
     days: Annotated[int, typer.Option("--days", min=14, help="Days to simulate when no --input is given.")] = 30,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new version to production.")] = False,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=1,
+            help="Partitions of the transactions topic the model is served on (one feature state each, "
+            "as in the engines). Default: FRAUDSTREAM_TRANSACTIONS_PARTITIONS.",
+        ),
+    ] = None,
 ) -> None:
     """Replay history through the feature core, train LightGBM and two baselines, publish a version."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -43,7 +52,9 @@ def train(
             bar.update(tasks[stage], completed=done, total=total)
 
         try:
-            version, result = build(get_settings().models_dir, input_path, days, promote, progress=progress)
+            settings = get_settings()
+            config = TrainConfig(partitions=partitions or settings.transactions_partitions)
+            version, result = build(settings.models_dir, input_path, days, promote, config, progress)
         except (ModelError, FileNotFoundError) as error:
             raise fail(str(error)) from None
     manifest = {**result.manifest, "version": version}

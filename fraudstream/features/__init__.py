@@ -7,7 +7,12 @@ Local engine / training replay::
     features = state.process(batch)       # TRANSACTION_COLUMNS in; FEATURE_NAMES + is_late out
     blob = state.snapshot()               # at a checkpoint (npz of plain arrays, no pickle)
 
-Spark engine: the same code, split by key. Account features run inside
+Both engines keep one FeatureState per Kafka partition of the transactions topic and apply labels
+to all of them; training and benchmarks replay history the same way::
+
+    features = replay_partitioned(transactions, labels, config, partitions)  # aligned to transactions
+
+Spark engine (per-key alternative): the same code, split by key. Account features run inside
 ``applyInPandasWithState`` grouped by ``account_id`` with a single BinaryType state field::
 
     frame, blob = AccountFeatures.step(config, account_id, state_blob_or_None, events)
@@ -40,6 +45,7 @@ from fraudstream.features.config import (
 )
 from fraudstream.features.exceptions import FeatureError, MissingColumnsError, StateFormatError
 from fraudstream.features.merchant import MerchantFeatures
+from fraudstream.features.replay import replay_partitioned
 from fraudstream.features.state import FeatureState, StateStats
 
 ACCOUNT_FEATURE_NAMES = account_feature_names(FeatureConfig())
@@ -60,4 +66,5 @@ __all__ = [
     "StateFormatError",
     "StateStats",
     "feature_names",
+    "replay_partitioned",
 ]

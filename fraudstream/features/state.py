@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 
 import numpy as np
 import orjson
@@ -44,6 +45,12 @@ class StateStats:
     late_events: int
     evicted_accounts: int
     evicted_merchants: int
+
+    @classmethod
+    def total(cls, parts: Iterable[StateStats]) -> StateStats:
+        """Sum over several states (one per partition; a merchant counts once per partition)."""
+        parts = list(parts)
+        return cls(*(sum(getattr(part, field.name) for part in parts) for field in fields(cls)))
 
     @property
     def bytes_per_account(self) -> float:

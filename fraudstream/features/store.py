@@ -81,9 +81,15 @@ class KeyedStore:
             self.reset(slots[stale])
 
     def evict_idle(self, clock_us: int, ttl_us: int) -> int:
-        """Evict keys idle for longer than the TTL at this event-time clock; returns how many."""
+        """Evict keys idle for longer than the TTL at this event-time clock; returns how many.
+
+        Keys without any event yet (a merchant known only from labels, e.g. in a partition that has
+        not seen it) are kept: their labels must wait for the key's first event, whenever the sweep
+        runs, or features would depend on how the stream was cut into batches.
+        """
         slots = self.live_slots()
-        idle = slots[self.scalars["watermark_us"][slots] < clock_us - ttl_us]
+        watermark = self.scalars["watermark_us"][slots]
+        idle = slots[(watermark > NO_TIME) & (watermark < clock_us - ttl_us)]
         self.evict(idle)
         return int(idle.size)
 

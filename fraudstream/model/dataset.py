@@ -1,13 +1,13 @@
 """Labeled history in, feature matrix out: import (CSV/Parquet or a backfill directory) and replay.
 
-Training replays history through the very FeatureState the engines run, in chunks, applying each
-label before the chunk in which its labeled_at falls, exactly as a stream would receive it.
+Training replays history through the very FeatureState the engines run, one state per Kafka
+partition of the transactions topic (fraudstream.features.replay), applying each label to every
+partition state before the chunk in which its labeled_at falls, exactly as a stream receives it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +16,10 @@ import pandas as pd
 
 from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
 from fraudstream.features import FeatureConfig, FeatureState, StateStats
+from fraudstream.features.replay import REPLAY_CHUNK_EVENTS, Progress, replay_partitioned
 from fraudstream.model.exceptions import ImportFormatError
 
 MICROS_PER_DAY = 86_400 * 1_000_000
-#: Bigger chunks amortize the per-account gather/scatter; 200k events is about 11 simulated days.
-REPLAY_CHUNK_EVENTS = 200_000
 
 #: Optional import columns and the value used when a file lacks them (docs/import-format.md).
 IMPORT_DEFAULTS: dict[str, object] = {
@@ -34,8 +33,6 @@ IMPORT_DEFAULTS: dict[str, object] = {
     "device_id": "unknown",
 }
 IMPORT_REQUIRED = ("transaction_id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud")
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,8 @@ class Replay:
     """Features for every transaction plus how fast the core produced them."""
 
     features: pd.DataFrame
+    #: Feature states replayed (one per Kafka partition); the model must be served on as many.
+    partitions: int
     seconds: float
     cpu_seconds: float
     stats: StateStats
@@ -155,29 +154,18 @@ def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0) -> Labe
 
 def replay(
     history: LabeledHistory,
+    partitions: int,
     config: FeatureConfig | None = None,
     chunk_events: int = REPLAY_CHUNK_EVENTS,
     progress: Progress | None = None,
 ) -> Replay:
-    """Features for every transaction of the history, as the stream would have computed them."""
-    state = FeatureState(config)
-    transactions = history.transactions
-    labels = history.labels.sort_values("labeled_at_us", kind="stable")
-    label_times = labels["labeled_at_us"].to_numpy(dtype=np.int64)
-    event_times = transactions["event_time_us"].to_numpy(dtype=np.int64)
-    parts = []
-    applied = 0
-    total = len(transactions)
+    """Features for every transaction of the history, as engines with ``partitions`` partition
+    states would have computed them."""
+    states = [FeatureState(config) for _ in range(partitions)]
     began, began_cpu = time.perf_counter(), time.process_time()
-    for start in range(0, total, chunk_events):
-        chunk = transactions.iloc[start : start + chunk_events]
-        due = int(np.searchsorted(label_times, event_times[start : start + chunk_events].max(), side="right"))
-        if due > applied:
-            state.apply_labels(labels.iloc[applied:due])
-            applied = due
-        parts.append(state.process(chunk))
-        if progress is not None:
-            progress(min(start + chunk_events, total), total)
+    features = replay_partitioned(
+        history.transactions, history.labels, config, partitions,
+        states=states, chunk_events=chunk_events, progress=progress,
+    )
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
-    features = pd.concat(parts) if parts else state.process(transactions)
-    return Replay(features, seconds, cpu_seconds, state.stats())
+    return Replay(features, partitions, seconds, cpu_seconds, StateStats.total(state.stats() for state in states))

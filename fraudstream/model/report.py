@@ -66,7 +66,8 @@ def summary_table(manifest: dict[str, Any]) -> Table:
         (
             "feature replay",
             f"{training['replay_events_per_second']:,.0f} events/s wall, "
-            f"{training['replay_events_per_cpu_second']:,.0f} per CPU-second",
+            f"{training['replay_events_per_cpu_second']:,.0f} per CPU-second, "
+            f"{manifest.get('replay_partitions', 'one')} partition states",
         ),
         ("seconds", ", ".join(f"{k} {v:.1f}" for k, v in training["seconds"].items())),
     ]

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from fraudstream.config import get_settings
 from fraudstream.events import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
 from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, load_history, replay
@@ -61,6 +62,8 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     costs: CostSetting = field(default_factory=CostSetting)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: Partitions of the transactions topic the model will be served on: one feature state each.
+    partitions: int = field(default_factory=lambda: get_settings().transactions_partitions)
     max_rounds: int = 600
     early_stopping_rounds: int = 50
     learning_rate: float = 0.05
@@ -158,7 +161,9 @@ def train_model(
     report = progress or (lambda stage, done, total: None)
     seconds: dict[str, float] = {}
     began = time.perf_counter()
-    features = replay(history, config.features, progress=lambda done, total: report("replay", done, total))
+    features = replay(
+        history, config.partitions, config.features, progress=lambda done, total: report("replay", done, total)
+    )
     seconds["replay"] = features.seconds
     names = list(features.features.columns.drop("is_late"))
     frame = features.features[names].reset_index(drop=True)
@@ -212,6 +217,7 @@ def train_model(
         "feature_names": names,
         "feature_code_version": FEATURE_CODE_VERSION,
         "feature_config": config.features.to_dict(),
+        "replay_partitions": features.partitions,
         "training_window": {part: _window(event_time, mask) for part, mask in masks.items()},
         "rows": {part: int(mask.sum()) for part, mask in masks.items()},
         "fraud_rows": {part: int(target[mask].sum()) for part, mask in masks.items()},

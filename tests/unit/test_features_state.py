@@ -93,3 +93,13 @@ def test_idle_keys_are_evicted_and_memory_is_reported() -> None:
     state.process(transactions([{"seconds": 2 * DAY, "account_id": "new", "merchant_id": "new"}]))
     stats = state.stats()
     assert (stats.accounts, stats.merchants, stats.evicted_accounts, stats.evicted_merchants) == (1, 1, 1, 1)
+
+
+def test_labels_for_a_merchant_without_events_survive_the_idle_sweep() -> None:
+    state = FeatureState()
+    state.apply_labels(labels([{"transaction_id": "old", "merchant_id": "m2", "seconds": 0}]))
+    state.process(transactions([{"seconds": 10, "merchant_id": "m1"}]))
+    state.process(transactions([{"seconds": 3 * 3_600, "merchant_id": "m1", "transaction_id": "t2"}]))  # sweeps
+    assert state.stats().evicted_merchants == 0
+    later = state.process(transactions([{"seconds": 4 * 3_600, "merchant_id": "m2", "transaction_id": "t3"}]))
+    assert later["merchant_label_count"].tolist() == [1.0]

@@ -11,6 +11,7 @@ from fraudstream.model.dataset import MICROS_PER_DAY, import_labeled, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
+from fraudstream.scoring import Scorer
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +29,7 @@ def test_import_csv_with_required_columns_only(tmp_path: Path) -> None:
     assert history.targets().tolist() == [True, False]
     delay = history.labels["labeled_at_us"] - history.transactions["event_time_us"]
     assert (delay == 2 * MICROS_PER_DAY).all()
-    features = replay(history).features
+    features = replay(history, partitions=2).features
     assert features["account_transaction_count_1h"].tolist() == [1, 2]
 
 
@@ -56,10 +57,13 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     from fraudstream.simulate.backfill import simulate_history, write_history
 
     write_history(simulate_history(16, seed=3, accounts=300, merchants=200, fraud_share=0.03), tmp_path / "history")
-    config = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4), max_rounds=30)
+    split = SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4)
+    config = TrainConfig(split=split, max_rounds=30, partitions=4)
     version, result = build(tmp_path / "models", tmp_path / "history", promote=True, config=config)
     assert Registry(tmp_path / "models").production_version() == version
     assert set(result.metrics) == {"model", "logistic_regression", "seed_random_forest"}
     assert 0.5 < result.metrics["model"]["roc_auc"] <= 1.0
     assert result.manifest["rows"]["test"] > 0 and result.replay.events_per_second > 0
     assert result.thresholds.review <= result.thresholds.block
+    assert result.manifest["replay_partitions"] == result.replay.partitions == 4
+    assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
