@@ -26,7 +26,7 @@ def submit(
                                            "(0: one per partition of the transactions topic)."),
     cores_max: int = typer.Option(2, min=1, help="Executor cores to take from the cluster."),
     executor_memory: str = typer.Option("512m", help="Memory per executor."),
-    max_batches: int | None = typer.Option(None, min=1, help="Stop after this many non-empty batches (tests)."),
+    max_events: int | None = typer.Option(None, min=1, help="Stop after this many new events (tests)."),
     duration: float | None = typer.Option(None, min=0.0, help="Stop after this many seconds (tests)."),
 ) -> None:
     """Consume transactions on a Spark cluster, score them, write PostgreSQL and alerts; exactly once in effect."""
@@ -38,7 +38,7 @@ def submit(
         master=None if master == "keep" else master or master_url(settings), checkpoint=checkpoint or "",
         app_name=app_name, max_offsets_per_trigger=max_offsets_per_trigger, trigger_interval_s=trigger_interval,
         shuffle_partitions=shuffle_partitions, cores_max=cores_max, executor_memory=executor_memory,
-        max_batches=max_batches, duration_s=duration,
+        max_events=max_events, duration_s=duration,
     )
     try:
         kafka.wait_for_broker(settings)

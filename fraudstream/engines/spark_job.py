@@ -56,8 +56,8 @@ class JobOptions:
     executor_memory: str = "512m"
     cores_max: int = 2
     app_name: str = "fraudstream"
-    #: Stop after this many batches that handled records, or after this many seconds (tests, benchmarks).
-    max_batches: int | None = None
+    #: Stop after this many new events (scored + dead-lettered), or after this many seconds (tests, benchmarks).
+    max_events: int | None = None
     duration_s: float | None = None
     extra_conf: dict[str, str] = field(default_factory=dict)
 
@@ -162,7 +162,7 @@ def check_topics(settings: Settings) -> int:
 
 
 def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
-    """Run the job until max_batches, duration, or the query stops; returns the batches that did work."""
+    """Run the job until max_events, duration, or the query stops; returns the batches that did work."""
     partitions = check_topics(settings)
     models = ModelHolder(settings.models_dir, poll_interval_s=0.0)
     spark = spark_session(settings, options, options.shuffle_partitions or partitions)
@@ -173,7 +173,8 @@ def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     try:
         while query.isActive:
-            if options.max_batches is not None and len(reports) >= options.max_batches:
+            handled = sum(report.scored + report.dead_lettered for report in reports)
+            if options.max_events is not None and handled >= options.max_events:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -183,3 +184,9 @@ def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
             query.stop()
         spark.stop()
     return reports
+
+
+if __name__ == "__main__":  # `spark-submit [spark options] fraudstream/engines/spark_job.py [submit options]`
+    from fraudstream.cli import app
+
+    app(["spark", "submit", "--master", "keep", *sys.argv[1:]])
