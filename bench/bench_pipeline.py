@@ -121,17 +121,14 @@ def start_design(design: str, settings: Settings, group: str, log: Path) -> subp
     return process
 
 
-def wait_written(connection: psycopg.Connection, prefix: str, expected: int, idle_s: float) -> int:
-    """Wait until all rows are written, or until no progress for ``idle_s`` seconds."""
-    last, since = -1, time.monotonic()
+def wait_written(connection: psycopg.Connection, prefix: str, expected: int, limit_s: float) -> int:
+    """Wait until all rows are written, at most ``limit_s`` seconds (a design that cannot keep up
+    is measured on what it wrote by then)."""
+    deadline = time.monotonic() + limit_s
     while True:
         count = connection.execute("SELECT count(*) FROM transactions WHERE transaction_id LIKE %s",
                                    (prefix + "%",)).fetchone()[0]
-        if count >= expected:
-            return count
-        if count != last:
-            last, since = count, time.monotonic()
-        elif time.monotonic() - since > idle_s:
+        if count >= expected or time.monotonic() > deadline:
             return count
         time.sleep(0.5)
 
@@ -156,24 +153,27 @@ def measure(connection: psycopg.Connection, design: str, scenario: str, rate: in
 
 
 def run_scenario(base: Settings, connection: psycopg.Connection, design: str, events: list[dict[str, object]],
-                 rate: int | None, logs: Path) -> Measurement:
+                 rate: int | None, logs: Path, limit_s: float) -> Measurement:
     tag = uuid.uuid4().hex[:8]
     settings = bench_settings(base, tag)
     prefix = f"bench-{tag}-"
     scenario = "backlog" if rate is None else f"{rate}/s"
     began = time.perf_counter()
-    if rate is None:
-        sent_at = produce(settings, events, prefix, None)
-        process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
-    else:
-        process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
-        sent_at = produce(settings, events, prefix, rate)
-    idle_s = 10.0 if design == "local engine" else 3.0
-    wait_written(connection, prefix, len(events), idle_s=idle_s if rate is not None else 60.0)
-    process.terminate()
-    process.wait(30)
-    result = measure(connection, design, scenario, rate, prefix, sent_at, time.perf_counter() - began)
-    connection.execute("DELETE FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",))
+    process = None
+    try:
+        if rate is None:
+            sent_at = produce(settings, events, prefix, None)
+            process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+        else:
+            process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+            sent_at = produce(settings, events, prefix, rate)
+        wait_written(connection, prefix, len(events), limit_s)
+        result = measure(connection, design, scenario, rate, prefix, sent_at, time.perf_counter() - began)
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait(30)
+        connection.execute("DELETE FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",))
     console.print(f"{design:>20} {scenario:>8}: {result.written}/{result.produced} rows, "
                   f"{result.events_per_second:,.0f} events/s, sent->commit p99 {result.sent_to_commit_p99_ms} ms")
     return result
@@ -240,8 +240,10 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,5000,20000")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per fixed-rate run")
     parser.add_argument("--backlog", type=int, default=100_000, help="events for the sustained-throughput run")
-    parser.add_argument("--baseline-backlog", type=int, default=5_000)
-    parser.add_argument("--baseline-duration", type=float, default=8.0)
+    parser.add_argument("--baseline-backlog", type=int, default=1_000)
+    parser.add_argument("--baseline-duration", type=float, default=5.0)
+    parser.add_argument("--drain-limit", type=float, default=60.0,
+                        help="seconds a design may take to catch up after the producer stops")
     parser.add_argument("--seed-worker", metavar="GROUP", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_worker:
@@ -259,10 +261,11 @@ def main() -> None:
         for design in DESIGNS:
             local = design == "local engine"
             backlog = args.backlog if local else args.baseline_backlog
-            results.append(run_scenario(base, connection, design, events[:backlog], None, logs))
+            results.append(run_scenario(base, connection, design, events[:backlog], None, logs, 300.0))
             for rate in rates:
                 duration = args.duration if local else args.baseline_duration
-                results.append(run_scenario(base, connection, design, events[:int(rate * duration)], rate, logs))
+                results.append(run_scenario(base, connection, design, events[:int(rate * duration)], rate, logs,
+                                            args.drain_limit))
     load = {"cpus": os.cpu_count(), "load_before": load_before,
             "load_after": [round(value, 2) for value in os.getloadavg()]}
     print_table(results, load)

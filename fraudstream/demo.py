@@ -30,7 +30,8 @@ from fraudstream.config import Settings
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build
 from fraudstream.services import manager
-from fraudstream.simulate.live import ProduceSummary, produce_live
+from fraudstream.simulate.live import LIVE_LABEL_DELAYS, LiveProducer, Mode, ProduceSummary, TrafficSource
+from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 from fraudstream.store.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -97,19 +98,21 @@ def _dead_lettered(metrics_port: int) -> int:
     return 0
 
 
-def measure(connection: psycopg.Connection, since: datetime) -> DemoSummary:
-    """Figures over the rows whose event time is after ``since`` (live events carry wall-clock time)."""
+def measure(connection: psycopg.Connection, since: datetime, id_patterns: list[str]) -> DemoSummary:
+    """Figures over this run's rows: event time after ``since`` (live events carry wall-clock time) and
+    transaction ids matching ``id_patterns`` (the table is shared with other runs)."""
     scored, alerted, p50, p99, ingest50, ingest99 = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE decision <> 'approve'),"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM written_at - event_time)),"
         " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM written_at - event_time)),"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM written_at - ingested_at)),"
         " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM written_at - ingested_at))"
-        " FROM transactions WHERE event_time >= %s", (since,)).fetchone()
+        " FROM transactions WHERE event_time >= %s AND transaction_id LIKE ANY(%s)", (since, id_patterns)).fetchone()
     labels, true_alerts, labelled_alerts, frauds = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE l.is_fraud AND t.decision <> 'approve'),"
         " count(*) FILTER (WHERE t.decision <> 'approve'), count(*) FILTER (WHERE l.is_fraud)"
-        " FROM labels l JOIN transactions t USING (transaction_id) WHERE t.event_time >= %s", (since,)).fetchone()
+        " FROM labels l JOIN transactions t USING (transaction_id)"
+        " WHERE t.event_time >= %s AND t.transaction_id LIKE ANY(%s)", (since, id_patterns)).fetchone()
 
     def ms(seconds: float | None) -> float | None:
         return None if seconds is None else float(seconds) * 1000
@@ -162,6 +165,9 @@ class Demo:
         self.hacker_rate = hacker_rate
         self.console = console
         self.metrics_port = _free_port()
+        self.sources = [TrafficSource(mode, seed, 10_000, 2_000, 0.007, DEFAULT_SCENARIO_WEIGHTS)
+                        for mode, seed in ((Mode.normal, 7), (Mode.hacker, 8))]
+        self.id_patterns = [source.id_prefix + "%" for source in self.sources]
         self.producer_summaries: list[ProduceSummary] = []
         self.malformed_sent = 0
 
@@ -185,9 +191,10 @@ class Demo:
             time.sleep(0.2)
         return process
 
-    def _produce(self, mode: str, rate: float, seed: int) -> None:
-        self.producer_summaries.append(produce_live(self.settings, mode=mode, rate=rate, duration_s=self.duration_s,
-                                                    seed=seed, progress=False))
+    def _produce(self, source: TrafficSource, rate: float) -> None:
+        live = LiveProducer(self.settings, source, rate, LIVE_LABEL_DELAYS, self.settings.transactions_topic,
+                            self.settings.labels_topic)
+        self.producer_summaries.append(live.run(self.duration_s, None, progress=False))
 
     def _malformed(self, stop: threading.Event) -> None:
         producer = kafka.producer(self.settings)
@@ -202,8 +209,9 @@ class Demo:
         since = datetime.now(UTC)
         processor = self.start_processor(log_path)
         stop = threading.Event()
-        threads = [threading.Thread(target=self._produce, args=("normal", self.rate, 7), daemon=True),
-                   threading.Thread(target=self._produce, args=("hacker", self.hacker_rate, 8), daemon=True),
+        normal, hacker = self.sources
+        threads = [threading.Thread(target=self._produce, args=(normal, self.rate), daemon=True),
+                   threading.Thread(target=self._produce, args=(hacker, self.hacker_rate), daemon=True),
                    threading.Thread(target=self._malformed, args=(stop,), daemon=True)]
         for thread in threads:
             thread.start()
@@ -234,7 +242,7 @@ class Demo:
         return final
 
     def _snapshot(self, connection: psycopg.Connection, since: datetime, version: str) -> DemoSummary:
-        summary = measure(connection, since)
+        summary = measure(connection, since, self.id_patterns)
         summary.dead_lettered = _dead_lettered(self.metrics_port)
         summary.produced = sum(s.events_sent for s in self.producer_summaries)
         summary.model_version = version

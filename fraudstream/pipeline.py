@@ -8,7 +8,7 @@ local engine and the Spark engine's foreachBatch build identical outputs from th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -91,23 +91,14 @@ def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:
     """(key, value) for every review/block row: keyed by transaction_id so that a consumer can drop the
     duplicates that at-least-once delivery may bring."""
     flagged = rows[rows["decision"].isin(ALERT_DECISIONS)]
-    messages = []
-    for row in flagged.itertuples(index=False):
-        alert: dict[str, Any] = {
-            "transaction_id": row.transaction_id,
-            "account_id": row.account_id,
-            "merchant_id": row.merchant_id,
-            "event_time": format_time_us(row.event_time_us),
-            "amount": row.amount,
-            "currency": row.currency,
-            "score": row.score,
-            "decision": row.decision,
-            "reasons": list(row.reasons),
-            "model_version": row.model_version,
-            "scored_at": format_time_us(row.scored_at_us),
-        }
-        messages.append((row.transaction_id.encode(), orjson.dumps(alert)))
-    return messages
+    names = ("transaction_id", "account_id", "merchant_id", "amount", "currency", "score", "decision",
+             "model_version")
+    columns = {name: flagged[name].tolist() for name in names}
+    columns["event_time"] = [format_time_us(value) for value in flagged["event_time_us"].tolist()]
+    columns["scored_at"] = [format_time_us(value) for value in flagged["scored_at_us"].tolist()]
+    columns["reasons"] = [list(reasons) for reasons in flagged["reasons"].tolist()]
+    alerts = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    return [(alert["transaction_id"].encode(), orjson.dumps(alert)) for alert in alerts]
 
 
 def dead_letters(keys: Sequence[bytes | None], payloads: Sequence[bytes | None], rejected: Sequence[Rejected],
