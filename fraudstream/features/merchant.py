@@ -101,42 +101,48 @@ class MerchantFeatures:
         self.store.expire(slots, t[starts], cfg.merchant_ttl_s * MICROS_PER_SECOND)
         state = self.store.scalars[slots]
 
+        # Stored tables are already sorted by (merchant, time): search them instead of sorting them
+        # with the batch, so the cost grows with the batch and the touched merchants' rows only.
         events, events_group = self.store.gather("events", slots)
         labels, labels_group = self.store.gather("labels", slots)
-        stored = len(labels) + len(events)
-        source = np.r_[np.zeros(len(labels), np.int8), np.ones(len(events), np.int8), np.full(n, 2, np.int8)]
-        group = np.r_[labels_group, events_group, g]
-        time = np.r_[labels[:, LABEL_TIME], events[:, EVENT_TIME], t]
-        fraud = np.r_[labels[:, LABEL_IS_FRAUD], np.zeros(len(events) + n, np.int64)]
-        merged_order = np.lexsort((np.r_[np.arange(stored), np.arange(n)], source, time, group))
-        group, time, source, fraud = group[merged_order], time[merged_order], source[merged_order], fraud[merged_order]
-        index = np.flatnonzero(source == 2)
+        stored_events = col.SortedTimes(events_group, events[:, EVENT_TIME])
+        stored_labels = col.SortedTimes(labels_group, labels[:, LABEL_TIME])
+        in_batch = col.SortedTimes(g, t)
+        position = np.arange(n)
+        # Stored rows at time t come first (a label takes effect at its labeled_at; a stored event
+        # precedes a batch event at the same time); batch events count up to and including their own.
+        events_upto = stored_events.first_after(g, t)
+        labels_upto = stored_labels.first_after(g, t)
+        labels_start = stored_labels.first_after(g, np.full(n, NO_TIME))
+        fraud_prefix = col.prefix(labels[:, LABEL_IS_FRAUD])
 
         out: dict[str, np.ndarray] = {}
-        sorted_times = col.SortedTimes(group, time)
-        event_prefix = col.prefix(source >= 1)
-        label_prefix = col.prefix(source == 0)
-        fraud_prefix = col.prefix(fraud)
         for seconds in cfg.merchant_windows_s:
-            start = sorted_times.first_after(g, t - seconds * MICROS_PER_SECOND)
+            bound = t - seconds * MICROS_PER_SECOND
+            stored = events_upto - stored_events.first_after(g, bound)
             out[f"merchant_transaction_count_{window_label(seconds)}"] = (
-                event_prefix[index + 1] - event_prefix[start]
+                stored + position + 1 - in_batch.first_after(g, bound)
             ).astype(np.float64)
-        group_start = col.segment_starts(group)[g]
-        label_count = state["folded_label_count"][g] + label_prefix[index + 1] - label_prefix[group_start]
-        fraud_count = state["folded_fraud_count"][g] + fraud_prefix[index + 1] - fraud_prefix[group_start]
+        label_count = state["folded_label_count"][g] + labels_upto - labels_start
+        fraud_count = state["folded_fraud_count"][g] + fraud_prefix[labels_upto] - fraud_prefix[labels_start]
         strength = cfg.merchant_risk_strength
         out["merchant_fraud_rate_smoothed"] = (fraud_count + strength * cfg.merchant_risk_prior) / (
             label_count + strength
         )
-        start = sorted_times.first_after(g, t - cfg.merchant_fraud_window_s * MICROS_PER_SECOND)
+        fraud_start = stored_labels.first_after(g, t - cfg.merchant_fraud_window_s * MICROS_PER_SECOND)
         out[f"merchant_fraud_count_{window_label(cfg.merchant_fraud_window_s)}"] = (
-            fraud_prefix[index + 1] - fraud_prefix[start]
+            fraud_prefix[labels_upto] - fraud_prefix[fraud_start]
         ).astype(np.float64)
         out["merchant_label_count"] = label_count.astype(np.float64)
 
         state["watermark_us"] = np.maximum(state["watermark_us"], t[ends - 1])
-        self._retain(slots, state, group, time, source, labels, labels_group)
+        # Stored events and the batch merged by (merchant, time), stored first on ties: no sort needed.
+        stored_position = np.arange(len(events)) + np.searchsorted(events_upto, np.arange(len(events)), "right")
+        merged = len(events) + n
+        merged_group, merged_time = np.empty(merged, np.int64), np.empty(merged, np.int64)
+        merged_group[stored_position], merged_time[stored_position] = events_group, events[:, EVENT_TIME]
+        merged_group[events_upto + position], merged_time[events_upto + position] = g, t
+        self._retain(slots, state, merged_group, merged_time, labels, labels_group)
 
         result = {}
         for name in self.names:
@@ -149,9 +155,8 @@ class MerchantFeatures:
         self,
         slots: np.ndarray,
         state: np.ndarray,
-        group: np.ndarray,
-        time: np.ndarray,
-        source: np.ndarray,
+        event_group: np.ndarray,
+        event_time: np.ndarray,
         labels: np.ndarray,
         labels_group: np.ndarray,
     ) -> None:
@@ -159,8 +164,6 @@ class MerchantFeatures:
         cfg = self.config
         watermark = state["watermark_us"]
         lateness_us = cfg.allowed_lateness_s * MICROS_PER_SECOND
-        is_event = np.flatnonzero(source >= 1)
-        event_group, event_time = group[is_event], time[is_event]
         horizon_us = max(cfg.merchant_windows_s) * MICROS_PER_SECOND + lateness_us
         keep = col.retained(event_group, event_time, watermark[event_group] - horizon_us, cfg.max_merchant_events)
         self.store.scatter("events", slots, event_time[keep, None], event_group[keep])
@@ -172,4 +175,11 @@ class MerchantFeatures:
             labels_group[fold], weights=labels[fold, LABEL_IS_FRAUD], minlength=slots.size
         ).astype(np.int64)
         self.store.scalars[slots] = state
-        self.store.scatter("labels", slots, labels[~fold], labels_group[~fold])
+        if not fold.any():
+            return
+        # Rewrite only the label tables that lost rows.
+        changed = np.zeros(slots.size, dtype=bool)
+        changed[labels_group[fold]] = True
+        kept = ~fold & changed[labels_group]
+        renumber = np.cumsum(changed) - 1
+        self.store.scatter("labels", slots[changed], labels[kept], renumber[labels_group[kept]])
