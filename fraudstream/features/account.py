@@ -68,6 +68,17 @@ def _codes(values: np.ndarray, categories: pd.Index) -> np.ndarray:
     return codes
 
 
+def _most_recent(group: np.ndarray, last: np.ndarray, cap: int) -> np.ndarray:
+    """Rows to keep (in order): all of a group within the cap, else its ``cap`` most recently used
+    (on equal last use, earlier rows win). Only rows of groups over the cap are ranked."""
+    keep = np.bincount(group)[group] <= cap
+    if not keep.all():
+        over = np.flatnonzero(~keep)
+        ranked = over[np.lexsort((over, -last[over], group[over]))]
+        keep[ranked[col.rank_in_segment(group[ranked]) < cap]] = True
+    return np.flatnonzero(keep)
+
+
 class AccountFeatures:
     """Account state and the batch update; run it grouped by account or on mixed batches alike."""
 
@@ -194,40 +205,52 @@ class AccountFeatures:
     def _novelty(
         self, batch: pd.DataFrame, order: np.ndarray, slots: np.ndarray, g: np.ndarray, t: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """is_new_* flags, and the remembered values updated (first/last use, capped per kind)."""
-        n = t.size
-        kinds = len(NOVELTY_COLUMNS)
-        seen, seen_group = self.store.gather("seen", slots)
-        hashes = [col.hash_values(batch[name].to_numpy(dtype=object)[order]) for name in NOVELTY_COLUMNS]
-        # One row per remembered value and per (batch event, kind), sorted by (account, kind, value, time).
-        # Values become dense codes first so (account, kind, value) is one int64 sort key.
-        group_kind = np.r_[
-            seen_group * kinds + seen[:, SEEN_KIND], (g[None, :] * kinds + np.arange(kinds)[:, None]).ravel()
-        ]
-        value = np.r_[seen[:, SEEN_HASH], *hashes]
-        value_code, unique_values = pd.factorize(value)
-        key = group_kind * len(unique_values) + value_code
-        first = np.r_[seen[:, SEEN_FIRST], np.tile(t, kinds)]
-        last = np.r_[seen[:, SEEN_LAST], np.tile(t, kinds)]
-        position = np.r_[np.full(len(seen), -1), np.tile(np.arange(n), kinds)]
-        sort = np.lexsort((position, first, key))
-        key, group_kind, value, first, last, position = (
-            a[sort] for a in (key, group_kind, value, first, last, position)
-        )
-        run_start = col.run_start_flags(key)
-        is_new = np.zeros((kinds, n))
-        new_rows = run_start & (position >= 0)
-        is_new[group_kind[new_rows] % kinds, position[new_rows]] = 1.0
+        """is_new_* flags, and the remembered values updated (first/last use, capped per kind).
 
-        runs = np.flatnonzero(run_start)
-        run_group_kind = group_kind[runs]
-        run_last = np.maximum.reduceat(last, runs)
-        recency = np.lexsort((-run_last, run_group_kind))
-        kept = recency[col.rank_in_segment(run_group_kind[recency]) < self.config.max_distinct_values]
-        remembered = np.column_stack(
-            (run_group_kind[kept] % kinds, value[runs][kept], first[runs][kept], run_last[kept])
-        )
-        self.store.scatter("seen", slots, remembered, run_group_kind[kept] // kinds)
+        A membership lookup of each (account, kind, value) in the remembered values, via hash
+        tables (factorize), not a sort of them: remembered rows keep their order (first remembered
+        first) and new values are appended to their account's table. Only an (account, kind) over
+        ``max_distinct_values`` is ranked, to forget its least recently used values (on equal last
+        use, the later-remembered one).
+        """
+        n, kinds = t.size, len(NOVELTY_COLUMNS)
+        seen, seen_group = self.store.gather("seen", slots)
+        stored = len(seen)
+        hashes = [col.hash_values(batch[name].to_numpy(dtype=object)[order]) for name in NOVELTY_COLUMNS]
+        # One exact key per (account, kind, value): remembered rows, then (kind, batch row) rows.
+        group_kind = np.r_[seen_group * kinds + seen[:, SEEN_KIND], (g * kinds + np.arange(kinds)[:, None]).ravel()]
+        value_code, unique_values = pd.factorize(np.r_[seen[:, SEEN_HASH], *hashes])
+        code, keys = pd.factorize(group_kind * len(unique_values) + value_code)
+        batch_code = code[stored:]  # remembered keys are unique, so their codes are 0..stored-1
+        batch_time = np.tile(t, kinds)
+
+        first = np.r_[seen[:, SEEN_FIRST], np.full(len(keys) - stored, FAR_FUTURE)]
+        last = np.r_[seen[:, SEEN_LAST], np.full(len(keys) - stored, NO_TIME)]
+        earliest_before = first[batch_code]
+        # Rows per key are in (time, batch position) order, so its first row is its earliest use.
+        first_row = np.zeros(batch_code.size, dtype=bool)
+        first_row[np.unique(batch_code, return_index=True)[1]] = True
+        is_new = (first_row & (batch_time < earliest_before)).reshape(kinds, n).astype(np.float64)
+        np.minimum.at(first, batch_code, batch_time)
+        np.maximum.at(last, batch_code, batch_time)
+
+        # The updated table: remembered rows in place, new keys appended to their account's rows.
+        key_group_kind = np.empty(len(keys), dtype=np.int64)
+        key_group_kind[code] = group_kind
+        key_hash = np.empty(len(keys), dtype=np.int64)
+        key_hash[code] = np.r_[seen[:, SEEN_HASH], *hashes]
+        new_keys = np.arange(stored, len(keys))
+        new_keys = new_keys[np.argsort(key_group_kind[new_keys] // kinds, kind="stable")]
+        rows = np.empty(len(keys), dtype=np.int64)
+        new_group = key_group_kind[new_keys] // kinds
+        rows[new_keys] = np.searchsorted(seen_group, new_group, "right") + np.arange(new_keys.size)
+        rows[:stored] = np.arange(stored) + np.searchsorted(new_group, seen_group, "left")
+        table = np.empty((len(keys), 4), dtype=np.int64)
+        table[rows] = np.column_stack((key_group_kind % kinds, key_hash, first, last))
+        table_group_kind = np.empty(len(keys), dtype=np.int64)
+        table_group_kind[rows] = key_group_kind
+        kept = _most_recent(table_group_kind, table[:, SEEN_LAST], self.config.max_distinct_values)
+        self.store.scatter("seen", slots, table[kept], table_group_kind[kept] // kinds)
         return {f"is_new_{name.removesuffix('_id')}": is_new[k] for k, name in enumerate(NOVELTY_COLUMNS)}
 
     def _geography(
