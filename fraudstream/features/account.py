@@ -62,10 +62,12 @@ _PAYMENT_METHODS = pd.Index(PAYMENT_METHODS)
 
 
 def _codes(values: np.ndarray, categories: pd.Index) -> np.ndarray:
-    """Position in the published enumeration; NaN for a value outside it."""
-    codes = categories.get_indexer(values).astype(np.float64)
+    """Position in the published enumeration; NaN for a value outside it (or missing). Looks up the
+    batch's few distinct values, not every row."""
+    rows, distinct = pd.factorize(values)
+    codes = np.append(categories.get_indexer(distinct).astype(np.float64), np.nan)  # row code -1: missing
     codes[codes < 0] = np.nan
-    return codes
+    return codes[rows]
 
 
 def _most_recent(group: np.ndarray, last: np.ndarray, cap: int) -> np.ndarray:
@@ -157,20 +159,24 @@ class AccountFeatures:
         lat_e6: np.ndarray,
         lon_e6: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        """Retained history and the batch in one (account, time) order; history first on ties."""
-        size = len(history)
-        group = np.r_[history_group, g]
-        time = np.r_[history[:, HISTORY_TIME], t]
-        source = np.r_[np.zeros(size, dtype=np.int8), np.ones(t.size, dtype=np.int8)]
-        order = np.lexsort((np.r_[np.arange(size), np.arange(t.size)], source, time, group))
-        return {
-            "group": group[order],
-            "time": time[order],
-            "cents": np.r_[history[:, HISTORY_CENTS], cents][order],
-            "lat_e6": np.r_[history[:, HISTORY_LATITUDE], lat_e6][order],
-            "lon_e6": np.r_[history[:, HISTORY_LONGITUDE], lon_e6][order],
-            "batch_index": np.flatnonzero(source[order] == 1),
-        }
+        """Retained history and the batch in one (account, time) order; history first on ties.
+
+        Both are already sorted, so they are merged by position (searchsorted), not re-sorted."""
+        upto = col.SortedTimes(history_group, history[:, HISTORY_TIME]).first_after(g, t)
+        stored, batch = col.merge_positions(upto, len(history))
+        merged = {}
+        for name, old, new in (
+            ("group", history_group, g),
+            ("time", history[:, HISTORY_TIME], t),
+            ("cents", history[:, HISTORY_CENTS], cents),
+            ("lat_e6", history[:, HISTORY_LATITUDE], lat_e6),
+            ("lon_e6", history[:, HISTORY_LONGITUDE], lon_e6),
+        ):
+            column = np.empty(len(history) + t.size, dtype=np.int64)
+            column[stored], column[batch] = old, new
+            merged[name] = column
+        merged["batch_index"] = batch
+        return merged
 
     def _velocity(
         self, out: dict[str, np.ndarray], merged: dict[str, np.ndarray], g: np.ndarray, t: np.ndarray

@@ -91,6 +91,16 @@ class SortedTimes:
         return np.searchsorted(self._key, key, side="left")
 
 
+def merge_positions(upto: np.ndarray, stored: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merged positions of ``stored`` sorted rows and of sorted batch rows, without a sort.
+
+    ``upto[i]`` is how many stored rows precede batch row i (nondecreasing, e.g. from
+    SortedTimes.first_after: stored rows first on equal times). Returns (stored, batch) positions.
+    """
+    rows = np.arange(stored)
+    return rows + np.searchsorted(upto, rows, "right"), upto + np.arange(upto.size)
+
+
 def prefix(values: np.ndarray) -> np.ndarray:
     """Cumulative sum with a leading zero: sum of rows [a, b) is prefix[b] - prefix[a]."""
     return np.concatenate(([0], np.cumsum(values, dtype=np.int64)))

@@ -137,11 +137,10 @@ class MerchantFeatures:
 
         state["watermark_us"] = np.maximum(state["watermark_us"], t[ends - 1])
         # Stored events and the batch merged by (merchant, time), stored first on ties: no sort needed.
-        stored_position = np.arange(len(events)) + np.searchsorted(events_upto, np.arange(len(events)), "right")
-        merged = len(events) + n
-        merged_group, merged_time = np.empty(merged, np.int64), np.empty(merged, np.int64)
+        stored_position, batch_position = col.merge_positions(events_upto, len(events))
+        merged_group, merged_time = np.empty(len(events) + n, np.int64), np.empty(len(events) + n, np.int64)
         merged_group[stored_position], merged_time[stored_position] = events_group, events[:, EVENT_TIME]
-        merged_group[events_upto + position], merged_time[events_upto + position] = g, t
+        merged_group[batch_position], merged_time[batch_position] = g, t
         self._retain(slots, state, merged_group, merged_time, labels, labels_group)
 
         result = {}

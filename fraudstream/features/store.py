@@ -111,17 +111,17 @@ class KeyedStore:
     def gather(self, name: str, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of table ``name`` for the slots, concatenated, and each row's position in ``slots``."""
         table = self.tables[name]
-        parts = [table[slot] for slot in slots.tolist()]
-        lengths = np.fromiter((len(part) for part in parts), dtype=np.int64, count=len(parts))
+        parts = [*map(table.__getitem__, slots.tolist())]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         rows = np.concatenate(parts) if parts else self._empty[name]
         return rows, np.repeat(np.arange(slots.size), lengths)
 
     def scatter(self, name: str, slots: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
         """Replace the table of every slot with its rows (``rows`` sorted by ``group``)."""
-        bounds = np.searchsorted(group, np.arange(slots.size + 1))
+        bounds = np.searchsorted(group, np.arange(slots.size + 1)).tolist()
         table = self.tables[name]
-        for position, slot in enumerate(slots.tolist()):
-            table[slot] = rows[bounds[position] : bounds[position + 1]].copy()
+        for slot, start, stop in zip(slots.tolist(), bounds[:-1], bounds[1:], strict=True):
+            table[slot] = rows[start:stop].copy()  # a copy: a view would pin the whole batch array
 
     def nbytes(self) -> int:
         """Bytes held by live keys (scalar records plus table payloads; Python overhead excluded)."""
