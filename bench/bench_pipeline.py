@@ -45,8 +45,8 @@ from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
 
 RESULTS = Path(__file__).with_name("results")
-DESIGNS = ("local engine", "seed-style per-row")
-console = Console()
+SEED_STYLE = "seed-style per-row"
+console = Console(width=150)
 
 
 @dataclass
@@ -106,19 +106,28 @@ def produce(settings: Settings, events: list[dict[str, object]], prefix: str, ra
     return sent_at
 
 
-def start_design(design: str, settings: Settings, group: str, log: Path) -> subprocess.Popen:
-    if design == "local engine":
-        command = [str(Path(sys.executable).with_name("fraudstream")), "process", "--group", group,
-                   "--metrics-port", "0"]
+def local_design(members: int) -> str:
+    return f"local engine, {members} member{'s' if members > 1 else ''}"
+
+
+def start_design(design: str, settings: Settings, group: str, logs: Path) -> list[subprocess.Popen]:
+    """The design's processes (one per consumer-group member), once each has partitions."""
+    if design == SEED_STYLE:
+        commands = [[sys.executable, __file__, "--seed-worker", group]]
     else:
-        command = [sys.executable, __file__, "--seed-worker", group]
-    handle = log.open("ab")
-    process = subprocess.Popen(command, env=processor_env(settings), stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "partition assigned" not in log.read_text() and time.monotonic() < deadline:
-        assert process.poll() is None, f"{design} exited: see {log}"
-        time.sleep(0.1)
-    return process
+        members = int(design.split(", ")[1].split()[0])
+        commands = [[str(Path(sys.executable).with_name("fraudstream")), "process", "--group", group,
+                     "--metrics-port", "0"]] * members
+    processes = []
+    for number, command in enumerate(commands):
+        log = logs / f"{group}-{number}.log"
+        processes.append(subprocess.Popen(command, env=processor_env(settings), stdout=log.open("ab"),
+                                          stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 120
+        while "partition assigned" not in log.read_text() and time.monotonic() < deadline:
+            assert processes[-1].poll() is None, f"{design} exited: see {log}"
+            time.sleep(0.1)
+    return processes
 
 
 def wait_written(connection: psycopg.Connection, prefix: str, expected: int, limit_s: float) -> int:
@@ -159,18 +168,18 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
     prefix = f"bench-{tag}-"
     scenario = "backlog" if rate is None else f"{rate}/s"
     began = time.perf_counter()
-    process = None
+    processes: list[subprocess.Popen] = []
     try:
         if rate is None:
             sent_at = produce(settings, events, prefix, None)
-            process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+            processes = start_design(design, settings, f"bench-{tag}", logs)
         else:
-            process = start_design(design, settings, f"bench-{tag}", logs / f"{tag}.log")
+            processes = start_design(design, settings, f"bench-{tag}", logs)
             sent_at = produce(settings, events, prefix, rate)
         wait_written(connection, prefix, len(events), limit_s)
         result = measure(connection, design, scenario, rate, prefix, sent_at, time.perf_counter() - began)
     finally:
-        if process is not None:
+        for process in processes:
             process.kill()
             process.wait(30)
         connection.execute("DELETE FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",))
@@ -244,6 +253,8 @@ def main() -> None:
     parser.add_argument("--baseline-duration", type=float, default=5.0)
     parser.add_argument("--drain-limit", type=float, default=60.0,
                         help="seconds a design may take to catch up after the producer stops")
+    parser.add_argument("--members", default="1", help="local-engine group sizes to measure, e.g. 1,2")
+    parser.add_argument("--skip-baseline", action="store_true", help="only the local engine")
     parser.add_argument("--seed-worker", metavar="GROUP", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_worker:
@@ -258,8 +269,9 @@ def main() -> None:
     load_before = [round(value, 2) for value in os.getloadavg()]
     results = []
     with psycopg.connect(base.database_url, autocommit=True) as connection:
-        for design in DESIGNS:
-            local = design == "local engine"
+        designs = [local_design(int(n)) for n in args.members.split(",")] + ([] if args.skip_baseline else [SEED_STYLE])
+        for design in designs:
+            local = design != SEED_STYLE
             backlog = args.backlog if local else args.baseline_backlog
             results.append(run_scenario(base, connection, design, events[:backlog], None, logs, 300.0))
             for rate in rates:
@@ -269,10 +281,11 @@ def main() -> None:
     load = {"cpus": os.cpu_count(), "load_before": load_before,
             "load_after": [round(value, 2) for value in os.getloadavg()]}
     print_table(results, load)
-    engine = {r.scenario: r for r in results if r.design == "local engine"}
-    seed = {r.scenario: r for r in results if r.design != "local engine"}
-    ratio = engine["backlog"].events_per_second / max(seed["backlog"].events_per_second, 1e-9)
-    console.print(f"sustained throughput ratio, local engine / seed-style: {ratio:,.1f}x")
+    engine = {r.scenario: r for r in results if r.design == designs[0]}
+    seed = {r.scenario: r for r in results if r.design == SEED_STYLE}
+    ratio = engine["backlog"].events_per_second / seed["backlog"].events_per_second if seed else None
+    if ratio is not None:
+        console.print(f"sustained throughput ratio, {designs[0]} / seed-style: {ratio:,.1f}x")
     out = RESULTS / f"pipeline-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"load": load, "throughput_ratio": ratio,
                                "results": [asdict(r) for r in results]}, indent=2))

@@ -8,7 +8,7 @@ import typer
 from fraudstream import kafka
 from fraudstream.commands._output import console, fail
 from fraudstream.config import get_settings
-from fraudstream.engines.exceptions import ModelUnavailable, TopicMissing
+from fraudstream.engines.exceptions import EngineError
 
 
 def process(
@@ -32,7 +32,7 @@ def process(
     try:
         kafka.wait_for_broker(settings)
         summary = run_local_engine(settings, options)
-    except (kafka.KafkaUnavailable, ModelUnavailable, TopicMissing) as error:
+    except (kafka.KafkaUnavailable, EngineError) as error:
         raise fail(str(error)) from None
     except psycopg.OperationalError as error:
         raise fail(f"cannot reach PostgreSQL at FRAUDSTREAM_DATABASE_URL ({error}); start it with "

@@ -22,3 +22,7 @@ class ModelUnavailable(EngineError):
 
 class TopicMissing(EngineError):
     """A topic the engine reads or writes does not exist on the broker."""
+
+
+class MetricsPortUnavailable(EngineError):
+    """The Prometheus port could not be opened."""

@@ -42,7 +42,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 
 from fraudstream import kafka, pipeline
 from fraudstream.config import Settings
-from fraudstream.engines.exceptions import OffsetRegression, SinkDeliveryFailed, TopicMissing
+from fraudstream.engines.exceptions import MetricsPortUnavailable, OffsetRegression, SinkDeliveryFailed, TopicMissing
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
 from fraudstream.features import FEATURE_CODE_VERSION, FeatureState, StateFormatError, feature_names
@@ -370,7 +370,11 @@ class LocalEngine:
         """Process until max_events, duration or SIGTERM/SIGINT; the current batch always completes."""
         options = self.options
         if options.metrics_port:
-            self.metrics.serve(options.metrics_port)
+            try:
+                self.metrics.serve(options.metrics_port)
+            except OSError as error:
+                raise MetricsPortUnavailable(f"cannot serve metrics on port {options.metrics_port} ({error}); "
+                                             "pass another --metrics-port, or 0 to disable metrics") from None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
