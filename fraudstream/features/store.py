@@ -1,8 +1,10 @@
 """Keyed state: one scalar record per key (columnar, indexed by slot) plus small per-key tables.
 
-Accounts and merchants both use it. Tables are per key so a batch touches only the keys it contains
-(cost grows with the batch, not with the population), and one key's state serializes on its own to
-bytes for the Spark engine's per-group state. Everything is fixed-dtype NumPy: no pickle anywhere.
+Accounts and merchants both use it. A batch touches only the keys it contains (cost grows with the
+batch, not with the population): every table lives in one arena array where each key owns a block
+of rows, so reading or rewriting the tables of a thousand keys is a few vectorized gathers and
+scatters instead of a thousand small arrays. One key's state still serializes on its own to bytes
+for the Spark engine's per-group state. Everything is fixed-dtype NumPy: no pickle anywhere.
 """
 
 from __future__ import annotations
@@ -15,14 +17,70 @@ _KEY_MAGIC = b"FSK1"
 #: "Never": far enough from int64 limits that subtracting a window cannot overflow.
 NO_TIME = -(2**62)
 FAR_FUTURE = 2**62
+#: Smallest block a key gets; blocks double when outgrown so a growing key moves O(log n) times.
+MIN_BLOCK_ROWS = 4
+
+
+class Arena:
+    """One table of every key in one int64 array: slot ``s`` owns rows ``start[s] : start[s] + capacity[s]``
+    and uses the first ``length[s]``. Outgrown blocks move to the end; when the array is full the
+    live rows are compacted into a new one (see _reserve)."""
+
+    def __init__(self, columns: int) -> None:
+        self.data = np.zeros((0, columns), dtype=np.int64)
+        self.start = np.zeros(0, dtype=np.int64)
+        self.length = np.zeros(0, dtype=np.int64)
+        self.capacity = np.zeros(0, dtype=np.int64)
+        self.end = 0
+
+    def resize_slots(self, size: int) -> None:
+        """Room for ``size`` slots (new slots own nothing yet)."""
+        grown = size - self.start.size
+        self.start, self.length, self.capacity = (np.r_[a, np.zeros(grown, np.int64)] for a in (
+            self.start, self.length, self.capacity))
+
+    def _rows(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Arena row of each (slot, i < lengths) pair, slot by slot."""
+        offsets = np.cumsum(lengths) - lengths
+        return np.arange(int(lengths.sum())) + np.repeat(self.start[slots] - offsets, lengths)
+
+    def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lengths = self.length[slots]
+        return self.data[self._rows(slots, lengths)], np.repeat(np.arange(slots.size), lengths)
+
+    def scatter(self, slots: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
+        lengths = np.bincount(group, minlength=slots.size)
+        move = lengths > self.capacity[slots]
+        if move.any():
+            blocks = np.maximum(2 * lengths[move], MIN_BLOCK_ROWS)
+            self._reserve(int(blocks.sum()))
+            self.start[slots[move]] = self.end + np.cumsum(blocks) - blocks
+            self.capacity[slots[move]] = blocks
+            self.end += int(blocks.sum())
+        self.length[slots] = lengths
+        self.data[self._rows(slots, lengths)] = rows
+
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` more rows at the end. When full, live rows move to a fresh array twice
+        the size they need, every block resized to twice its length (abandoned and evicted blocks
+        are dropped): amortized O(1) per row written, memory within a small factor of peak data."""
+        if self.end + rows <= len(self.data):
+            return
+        owned = np.flatnonzero(self.length)
+        kept = self.data[self._rows(owned, self.length[owned])]
+        self.capacity[:] = 0
+        self.capacity[owned] = np.maximum(2 * self.length[owned], MIN_BLOCK_ROWS)
+        self.start[owned] = np.cumsum(self.capacity[owned]) - self.capacity[owned]
+        self.end = int(self.capacity.sum())
+        self.data = np.empty((2 * (self.end + rows), self.data.shape[1]), dtype=np.int64)
+        self.data[self._rows(owned, self.length[owned])] = kept
+
+    def nbytes(self, slots: np.ndarray) -> int:
+        return int(self.length[slots].sum()) * self.data.shape[1] * self.data.itemsize
 
 
 class KeyedStore:
-    """Scalars live in one structured array by slot; ``tables[name][slot]`` is an int64 matrix.
-
-    Tables are plain ``(rows, columns)`` int64 so concatenating thousands of them is one memcpy
-    (structured dtypes pay a per-array promotion check that dominated the batch cost).
-    """
+    """Scalars live in one structured array by slot; each table in an Arena of int64 rows by slot."""
 
     def __init__(self, scalar_dtype: np.dtype, default: tuple, table_columns: dict[str, int]) -> None:
         self.scalar_dtype = np.dtype(scalar_dtype)
@@ -32,8 +90,7 @@ class KeyedStore:
         self.keys: list[str | None] = []
         self.free: list[int] = []
         self.scalars = np.zeros(0, dtype=self.scalar_dtype)
-        self.tables: dict[str, list[np.ndarray]] = {name: [] for name in self.table_columns}
-        self._empty = {name: np.zeros((0, columns), dtype=np.int64) for name, columns in table_columns.items()}
+        self.tables = {name: Arena(columns) for name, columns in table_columns.items()}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -41,7 +98,7 @@ class KeyedStore:
     def slots(self, keys: np.ndarray) -> np.ndarray:
         """Slot of each key, creating fresh state for keys not seen yet."""
         index = self.index
-        slots = np.fromiter((index.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+        slots = np.fromiter(map(index.get, keys, [-1] * len(keys)), dtype=np.int64, count=len(keys))
         missing = np.flatnonzero(slots < 0)
         if missing.size:
             for position in missing.tolist():
@@ -60,18 +117,16 @@ class KeyedStore:
                 grown = np.empty(max(16, 2 * self.scalars.size), dtype=self.scalar_dtype)
                 grown[: self.scalars.size] = self.scalars
                 self.scalars = grown
-            for name, table in self.tables.items():
-                table.append(self._empty[name])
+                for table in self.tables.values():
+                    table.resize_slots(grown.size)
         self.index[key] = slot
         return slot
 
     def reset(self, slots: np.ndarray) -> None:
         """Forget everything about these keys (first event after a TTL, or new keys)."""
         self.scalars[slots] = self.default
-        for name, table in self.tables.items():
-            empty = self._empty[name]
-            for slot in slots.tolist():
-                table[slot] = empty
+        for table in self.tables.values():
+            table.length[slots] = 0
 
     def expire(self, slots: np.ndarray, first_time_us: np.ndarray, ttl_us: int) -> None:
         """Reset keys whose next event (``first_time_us``) comes more than the TTL after their last."""
@@ -94,38 +149,36 @@ class KeyedStore:
         return int(idle.size)
 
     def evict(self, slots: np.ndarray) -> None:
-        """Drop keys and recycle their slots."""
+        """Drop keys and recycle their slots (a recycled slot keeps its arena block)."""
         for slot in slots.tolist():
             key = self.keys[slot]
             if key is None:
                 continue
             del self.index[key]
             self.keys[slot] = None
-            for name, table in self.tables.items():
-                table[slot] = self._empty[name]
             self.free.append(slot)
+        for table in self.tables.values():
+            table.length[slots] = 0
 
     def live_slots(self) -> np.ndarray:
         return np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
 
     def gather(self, name: str, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of table ``name`` for the slots, concatenated, and each row's position in ``slots``."""
-        table = self.tables[name]
-        parts = [*map(table.__getitem__, slots.tolist())]
-        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-        rows = np.concatenate(parts) if parts else self._empty[name]
-        return rows, np.repeat(np.arange(slots.size), lengths)
+        return self.tables[name].gather(slots)
 
     def scatter(self, name: str, slots: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
-        """Replace the table of every slot with its rows (``rows`` sorted by ``group``)."""
-        bounds = np.searchsorted(group, np.arange(slots.size + 1)).tolist()
-        table = self.tables[name]
-        for slot, start, stop in zip(slots.tolist(), bounds[:-1], bounds[1:], strict=True):
-            table[slot] = rows[start:stop].copy()  # a copy: a view would pin the whole batch array
+        """Replace the table of every (distinct) slot with its rows (``rows`` sorted by ``group``)."""
+        self.tables[name].scatter(slots, rows, group)
+
+    def rows(self, name: str, key: str) -> np.ndarray:
+        """One key's table (a copy)."""
+        return self.gather(name, np.array([self.index[key]]))[0]
 
     def nbytes(self) -> int:
-        """Bytes held by live keys (scalar records plus table payloads; Python overhead excluded)."""
-        payload = sum(table[slot].nbytes for table in self.tables.values() for slot in self.index.values())
+        """Bytes held by live keys (scalar records plus table rows; arena slack and Python excluded)."""
+        slots = self.live_slots()
+        payload = sum(table.nbytes(slots) for table in self.tables.values())
         return len(self.index) * self.scalar_dtype.itemsize + payload
 
     # -- whole-store snapshot ------------------------------------------------------------------
@@ -160,7 +213,7 @@ class KeyedStore:
         slot = self.index[key]
         parts = [_KEY_MAGIC, self.scalars[slot : slot + 1].tobytes()]
         for name in self.table_columns:
-            rows = self.tables[name][slot]
+            rows = self.rows(name, key)
             parts += [np.int64(len(rows)).tobytes(), rows.tobytes()]
         return b"".join(parts)
 
@@ -171,13 +224,13 @@ class KeyedStore:
         offset = 4
         record = np.frombuffer(blob, dtype=self.scalar_dtype, count=1, offset=offset)
         offset += self.scalar_dtype.itemsize
-        slot = int(self.slots(np.array([key], dtype=object))[0])
-        self.scalars[slot] = record[0]
+        slots = self.slots(np.array([key], dtype=object))
+        self.scalars[slots[0]] = record[0]
         for name, columns in self.table_columns.items():
             count = int(np.frombuffer(blob, dtype=np.int64, count=1, offset=offset)[0])
             offset += 8
             values = np.frombuffer(blob, dtype=np.int64, count=count * columns, offset=offset)
-            self.tables[name][slot] = values.reshape(count, columns).copy()
+            self.scatter(name, slots, values.reshape(count, columns), np.zeros(count, dtype=np.int64))
             offset += count * columns * 8
         if offset != len(blob):
             raise StateFormatError("per-key state blob has trailing bytes")

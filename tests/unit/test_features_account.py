@@ -173,7 +173,7 @@ def test_history_is_bounded_per_account() -> None:
     features = AccountFeatures(config)
     for second in range(10):
         features.process(transactions([{"seconds": second}]))
-    assert len(features.store.tables["history"][features.store.index["a1"]]) == 3
+    assert len(features.store.rows("history", "a1")) == 3
 
 
 def random_stream(size: int, seed: int) -> pd.DataFrame:

@@ -90,7 +90,7 @@ def test_fraud_count_window_and_folded_totals() -> None:
     assert frame["merchant_fraud_count_7d"].tolist() == [1, 0, 0]
     assert frame["merchant_label_count"].tolist() == [1, 1, 1]
     store = state.merchants.store
-    assert len(store.tables["labels"][store.index["m1"]]) == 0
+    assert len(store.rows("labels", "m1")) == 0
 
 
 def test_labels_up_front_equal_labels_as_they_arrive() -> None:

@@ -103,3 +103,52 @@ def test_labels_for_a_merchant_without_events_survive_the_idle_sweep() -> None:
     assert state.stats().evicted_merchants == 0
     later = state.process(transactions([{"seconds": 4 * 3_600, "merchant_id": "m2", "transaction_id": "t3"}]))
     assert later["merchant_label_count"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("size", [3, 40, 250])
+def test_micro_batches_equal_one_bulk_batch(size: int) -> None:
+    """What the local engine does (small batches, a restart in the middle) gives the training
+    replay's features bit for bit, TTLs, eviction and label folding included. (Caps on retained
+    history are the documented exception: a bulk batch sees all of itself.)"""
+    rng = np.random.default_rng(size)
+    count = 600
+    seconds = np.sort(rng.uniform(0, 12 * DAY, count))  # in order: an out-of-order event's window
+    # depends, by definition, on whether its successors were processed before it (a batch earlier)
+    events = transactions(
+        [
+            {
+                "seconds": float(s),
+                "account_id": f"a{rng.integers(40) if s < 3 * DAY else rng.integers(10, 40)}",  # a0-a9 go idle
+                "merchant_id": f"m{rng.integers(25) if s < 3 * DAY else rng.integers(5, 25)}",
+                "device_id": f"d{rng.integers(8)}",
+                "country": ["US", "FR", "DE", "JP"][rng.integers(4)],
+                "payment_method": ["credit_card", "debit_card", "paypal"][rng.integers(3)],
+                "amount": float(rng.integers(100, 90_000)) / 100,
+                "latitude": float(rng.uniform(-60, 60)),
+                "longitude": float(rng.uniform(-170, 170)),
+            }
+            for s in seconds
+        ]
+    )
+    feedback = labels(
+        [
+            {"transaction_id": events["transaction_id"][i], "merchant_id": events["merchant_id"][i],
+             "is_fraud": bool(rng.random() < 0.2), "seconds": float(seconds[i] + rng.uniform(0.5, 9) * DAY)}
+            for i in range(0, count, 2)
+        ]
+    )
+    config = FeatureConfig(account_ttl_s=8 * DAY, merchant_ttl_s=8 * DAY, merchant_fraud_window_s=2 * DAY)
+    bulk = FeatureState(config)
+    bulk.apply_labels(feedback)
+    expected = bulk.process(events)
+
+    state = FeatureState(config)
+    state.apply_labels(feedback)
+    parts = []
+    for start in range(0, count, size):
+        if start == (count // 2) // size * size:
+            state = FeatureState.restore(state.snapshot())
+        parts.append(state.process(events.iloc[start : start + size]))
+    pd.testing.assert_frame_equal(pd.concat(parts), expected, check_exact=True)
+    stats = state.stats()
+    assert stats.evicted_accounts > 0 and stats.evicted_merchants > 0 and expected["merchant_fraud_count_48h"].max() > 0
