@@ -120,7 +120,7 @@ class AccountFeatures:
 
         slots = self.store.slots(np.asarray(accounts, dtype=object))
         starts = col.segment_starts(g)
-        ends = np.r_[starts[1:], n]
+        ends = np.append(starts[1:], n)
         self.store.expire(slots, t[starts], cfg.account_ttl_s * MICROS_PER_SECOND)
         state = self.store.scalars[slots]
 
@@ -224,14 +224,16 @@ class AccountFeatures:
         stored = len(seen)
         hashes = [col.hash_values(batch[name].to_numpy(dtype=object)[order]) for name in NOVELTY_COLUMNS]
         # One exact key per (account, kind, value): remembered rows, then (kind, batch row) rows.
-        group_kind = np.r_[seen_group * kinds + seen[:, SEEN_KIND], (g * kinds + np.arange(kinds)[:, None]).ravel()]
-        value_code, unique_values = pd.factorize(np.r_[seen[:, SEEN_HASH], *hashes])
+        batch_group_kind = (g * kinds + np.arange(kinds)[:, None]).ravel()
+        group_kind = np.concatenate((seen_group * kinds + seen[:, SEEN_KIND], batch_group_kind))
+        values = np.concatenate((seen[:, SEEN_HASH], *hashes))
+        value_code, unique_values = pd.factorize(values)
         code, keys = pd.factorize(group_kind * len(unique_values) + value_code)
         batch_code = code[stored:]  # remembered keys are unique, so their codes are 0..stored-1
         batch_time = np.tile(t, kinds)
 
-        first = np.r_[seen[:, SEEN_FIRST], np.full(len(keys) - stored, FAR_FUTURE)]
-        last = np.r_[seen[:, SEEN_LAST], np.full(len(keys) - stored, NO_TIME)]
+        first = np.concatenate((seen[:, SEEN_FIRST], np.full(len(keys) - stored, FAR_FUTURE)))
+        last = np.concatenate((seen[:, SEEN_LAST], np.full(len(keys) - stored, NO_TIME)))
         earliest_before = first[batch_code]
         # Rows per key are in (time, batch position) order, so its first row is its earliest use.
         first_row = np.zeros(batch_code.size, dtype=bool)
@@ -244,7 +246,7 @@ class AccountFeatures:
         key_group_kind = np.empty(len(keys), dtype=np.int64)
         key_group_kind[code] = group_kind
         key_hash = np.empty(len(keys), dtype=np.int64)
-        key_hash[code] = np.r_[seen[:, SEEN_HASH], *hashes]
+        key_hash[code] = values
         new_keys = np.arange(stored, len(keys))
         new_keys = new_keys[np.argsort(key_group_kind[new_keys] // kinds, kind="stable")]
         rows = np.empty(len(keys), dtype=np.int64)

@@ -22,7 +22,7 @@ def segment_starts(group: np.ndarray) -> np.ndarray:
     """Index of the first row of each run of equal values in a sorted array."""
     if group.size == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    return np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
 
 
 def run_start_flags(*keys: np.ndarray) -> np.ndarray:
@@ -39,14 +39,14 @@ def run_start_flags(*keys: np.ndarray) -> np.ndarray:
 def rank_in_segment(group: np.ndarray) -> np.ndarray:
     """0-based position of each row inside its run of equal ``group`` values (sorted)."""
     starts = segment_starts(group)
-    lengths = np.diff(np.r_[starts, group.size])
+    lengths = np.diff(np.append(starts, group.size))
     return np.arange(group.size) - np.repeat(starts, lengths)
 
 
 def rank_from_segment_end(group: np.ndarray) -> np.ndarray:
     """0 for the last row of each run, 1 for the one before, and so on."""
     starts = segment_starts(group)
-    ends = np.r_[starts[1:], group.size]
+    ends = np.append(starts[1:], group.size)
     lengths = ends - starts
     return np.repeat(ends, lengths) - 1 - np.arange(group.size)
 
@@ -55,7 +55,7 @@ def exclusive_segment_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarra
     """Sum of the earlier rows of the same group (integers: exact and batch-independent)."""
     total = np.cumsum(values) - values
     starts = segment_starts(group)
-    lengths = np.diff(np.r_[starts, group.size])
+    lengths = np.diff(np.append(starts, group.size))
     return total - np.repeat(total[starts], lengths)
 
 
@@ -110,8 +110,8 @@ def retained(group: np.ndarray, time: np.ndarray, cutoff: np.ndarray, cap: int) 
     """Rows to keep of a (group, time)-sorted table: those after the per-row ``cutoff``, plus the one
     row just before them (so 'previous event' survives a quiet spell), at most ``cap`` per group."""
     inside = time > cutoff
-    same_next = np.r_[group[1:] == group[:-1], False]
-    keep = inside | ~same_next | (same_next & np.r_[inside[1:], False])
+    same_next = np.append(group[1:] == group[:-1], False)
+    keep = inside | ~same_next | (same_next & np.append(inside[1:], False))
     kept = np.flatnonzero(keep)
     return kept[rank_from_segment_end(group[kept]) < cap]
 

@@ -97,7 +97,7 @@ class MerchantFeatures:
         g, t = group_raw[order], time_raw[order]
         slots = self.store.slots(np.asarray(merchants, dtype=object))
         starts = col.segment_starts(g)
-        ends = np.r_[starts[1:], n]
+        ends = np.append(starts[1:], n)
         self.store.expire(slots, t[starts], cfg.merchant_ttl_s * MICROS_PER_SECOND)
         state = self.store.scalars[slots]
 
