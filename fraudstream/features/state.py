@@ -63,7 +63,7 @@ class FeatureState:
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or FeatureConfig()
         self.feature_names = feature_names(self.config)
-        self._columns = pd.Index(self.feature_names)  # built once, not per batch
+        self._columns = pd.Index([*self.feature_names, "is_late"])  # built once, not per batch
         self.accounts = AccountFeatures(self.config)
         self.merchants = MerchantFeatures(self.config)
         self.clock_us = NO_TIME
@@ -82,9 +82,10 @@ class FeatureState:
         account = self.accounts.columns(batch)
         merchant = self.merchants.columns(batch)
         # One float block plus is_late: assembling 30 separate columns costs more than a small batch.
-        matrix = np.column_stack([*(account[name] for name in self.accounts.names), *merchant.values()])
+        late = account["is_late"]
+        matrix = np.column_stack([*(account[name] for name in self.accounts.names), *merchant.values(), late])
         frame = pd.DataFrame(matrix, index=batch.index, columns=self._columns, copy=False)
-        frame["is_late"] = account["is_late"]
+        frame["is_late"] = late  # replaces the float copy (cheaper than inserting a new column)
         self.clock_us = max(self.clock_us, int(batch["event_time_us"].max()))
         if self.clock_us >= self._next_sweep_us:
             self._sweep()
