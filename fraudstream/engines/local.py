@@ -297,7 +297,9 @@ class LocalEngine:
 
     def _commit(self, rows: pd.DataFrame, labels: pd.DataFrame) -> None:
         advancing = {p: s.position for p, s in self.states.items() if s.position > s.committed}
-        due = [s for s in self.states.values() if s.position >= s.committed and self._snapshot_due(s)]
+        # At most one snapshot per batch (the stalest): spreads their cost instead of stalling every interval.
+        due = sorted((s for s in self.states.values() if s.position >= s.committed and self._snapshot_due(s)),
+                     key=lambda s: (s.snapshot_offset is not None, s.snapshot_at))[:1]
         if rows.empty and labels.empty and not advancing and not due:
             return
         with self.connection.transaction():
@@ -360,8 +362,10 @@ class LocalEngine:
         self._lag_at = now
         lag = {}
         for partition, state in list(self.states.items()):
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=1)
-            lag[partition] = max(0, high - state.position)
+            # cached: the high watermark comes with every fetch response, no broker round trip
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            if high >= 0:
+                lag[partition] = max(0, high - state.position)
         self.metrics.set_lag(lag)
 
     # --- running ---------------------------------------------------------------------------------------
