@@ -90,7 +90,7 @@ class PartitionFeatures(StatefulProcessor):
         transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
         outputs.append(self._transactions(transactions, features))
         self.state.update((features.snapshot(),))
-        yield pd.concat(outputs, ignore_index=True)[self.columns]
+        yield _object_strings(pd.concat(outputs, ignore_index=True)[self.columns])
 
     def _restore(self) -> FeatureState:
         if not self.state.exists():
@@ -136,10 +136,16 @@ def features_of(frame: pd.DataFrame) -> pd.DataFrame:
     return features.reset_index(drop=True)
 
 
+def _object_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """pyspark 4.2 cannot send pandas 3's Arrow-backed string columns back to the JVM: use object columns."""
+    strings = [name for name in frame.columns if isinstance(frame[name].dtype, pd.StringDtype)]
+    return frame.astype(dict.fromkeys(strings, object)) if strings else frame
+
+
 def _source(records: pd.DataFrame, kind: str) -> pd.DataFrame:
     """The bookkeeping columns of the output for these input records."""
     size = len(records)
-    return pd.DataFrame({  # object columns: pyspark 4.2 cannot convert pandas 3's Arrow-backed strings
+    return pd.DataFrame({
         "kind": np.full(size, kind, dtype=object),
         "topic": records["topic"].to_numpy(dtype=object),
         "kafka_partition": records["partition"].to_numpy(dtype=np.int32),
