@@ -181,8 +181,8 @@ class Demo:
 
     def start_processor(self, log_path: Path) -> subprocess.Popen:
         command = [str(Path(sys.executable).with_name("fraudstream")), "process", "--group", "fraudstream-demo",
-                   "--metrics-port", str(self.metrics_port)]
-        process = subprocess.Popen(command, env=processor_env(self.settings), stdout=log_path.open("ab"),
+                   "--metrics-port", str(self.metrics_port), "--from-end"]
+        process = subprocess.Popen(command, env=processor_env(self.settings), stdout=log_path.open("wb"),
                                    stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while "partition assigned" not in log_path.read_text():

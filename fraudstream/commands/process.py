@@ -19,6 +19,8 @@ def process(
     batch_size: int = typer.Option(5_000, min=1, help="Most records per micro-batch."),
     batch_timeout_ms: int = typer.Option(50, min=1, help="Longest wait to fill a micro-batch."),
     snapshot_interval_s: float = typer.Option(10.0, min=0.0, help="Feature-state checkpoint interval."),
+    from_end: bool = typer.Option(False, "--from-end", help="Partitions this group never processed start at "
+                                  "their end (live traffic only) instead of their beginning."),
     max_events: int | None = typer.Option(None, min=1, help="Stop after this many new events (tests)."),
     duration: float | None = typer.Option(None, min=0.0, help="Stop after this many seconds (tests)."),
 ) -> None:
@@ -28,7 +30,8 @@ def process(
     settings = get_settings()
     options = EngineOptions(group=group, instance_id=instance_id, metrics_port=metrics_port or None,
                             batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-                            snapshot_interval_s=snapshot_interval_s, max_events=max_events, duration_s=duration)
+                            snapshot_interval_s=snapshot_interval_s, new_partitions_from_end=from_end,
+                            max_events=max_events, duration_s=duration)
     try:
         kafka.wait_for_broker(settings)
         summary = run_local_engine(settings, options)

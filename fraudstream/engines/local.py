@@ -68,6 +68,8 @@ class EngineOptions:
     model_poll_interval_s: float = 1.0
     lag_interval_s: float = 5.0
     session_timeout_ms: int = 10_000
+    #: Partitions this group never processed start at their end instead of their beginning.
+    new_partitions_from_end: bool = False
     metrics_port: int | None = None
     #: Stop after this many new events (scored + dead-lettered) or seconds; None runs until a signal.
     max_events: int | None = None
@@ -169,11 +171,21 @@ class LocalEngine:
         for assigned in partitions:
             state = self._restore(assigned.partition)
             self.states[assigned.partition] = state
-            assigned.offset = OFFSET_BEGINNING if state.snapshot_offset is None else state.snapshot_offset
+            assigned.offset = self._start_offset(state)
             log.info("partition assigned topic=%s partition=%d resume_offset=%s committed_offset=%d",
                      self.topic, assigned.partition, state.snapshot_offset, state.committed)
         consumer.assign(partitions)
         self.labels.rewind([state.label_offsets for state in self.states.values()])
+
+    def _start_offset(self, state: PartitionState) -> int:
+        """The snapshot's offset; without one, the beginning (to rebuild the state), except for a partition
+        this group never touched when the options say to start at the end (the demo's live traffic)."""
+        if state.snapshot_offset is not None:
+            return state.snapshot_offset
+        if state.committed == 0 and self.options.new_partitions_from_end:
+            # The concrete end offset, resolved now: whatever is produced after the assignment is processed.
+            return self.consumer.get_watermark_offsets(TopicPartition(self.topic, state.partition), timeout=10)[1]
+        return OFFSET_BEGINNING
 
     def _restore(self, partition: int) -> PartitionState:
         checkpoint = writer.load_checkpoint(self.connection, self.options.group, self.topic, partition)
