@@ -3,12 +3,12 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
-DEMO_SECONDS ?= 120
+DEMO_SECONDS ?= 60
 
 .PHONY: demo test setup system-deps services lint bench down clean
 
 demo: setup services
-	$(FS) services status
+	$(FS) demo --duration $(DEMO_SECONDS)
 
 test: setup
 	scripts/run-tests.sh
