@@ -23,8 +23,8 @@ MIN_BLOCK_ROWS = 4
 
 class Arena:
     """One table of every key in one int64 array: slot ``s`` owns rows ``start[s] : start[s] + capacity[s]``
-    and uses the first ``length[s]``. Outgrown blocks move to the end; when the array is full the
-    live rows are compacted into a new one (see _reserve)."""
+    and uses the first ``length[s]`` (``length <= capacity`` always). Outgrown blocks move to the end;
+    when the array is full the live rows are compacted into a new one (see _compact)."""
 
     def __init__(self, columns: int) -> None:
         self.data = np.zeros((0, columns), dtype=np.int64)
@@ -53,27 +53,35 @@ class Arena:
         move = lengths > self.capacity[slots]
         if move.any():
             blocks = np.maximum(2 * lengths[move], MIN_BLOCK_ROWS)
-            self._reserve(int(blocks.sum()))
-            self.start[slots[move]] = self.end + np.cumsum(blocks) - blocks
-            self.capacity[slots[move]] = blocks
-            self.end += int(blocks.sum())
+            if self.end + int(blocks.sum()) <= len(self.data):
+                self.start[slots[move]] = self.end + np.cumsum(blocks) - blocks
+                self.capacity[slots[move]] = blocks
+                self.end += int(blocks.sum())
+            else:
+                self._compact(slots, lengths)
         self.length[slots] = lengths
         self.data[self._rows(slots, lengths)] = rows
 
-    def _reserve(self, rows: int) -> None:
-        """Room for ``rows`` more rows at the end. When full, live rows move to a fresh array twice
-        the size they need, every block resized to twice its length (abandoned and evicted blocks
-        are dropped): amortized O(1) per row written, memory within a small factor of peak data."""
-        if self.end + rows <= len(self.data):
-            return
-        owned = np.flatnonzero(self.length)
-        kept = self.data[self._rows(owned, self.length[owned])]
-        self.capacity[:] = 0
-        self.capacity[owned] = np.maximum(2 * self.length[owned], MIN_BLOCK_ROWS)
-        self.start[owned] = np.cumsum(self.capacity[owned]) - self.capacity[owned]
+    def _compact(self, slots: np.ndarray, lengths: np.ndarray) -> None:
+        """Move every live block into a fresh array, each sized twice the length it is about to hold:
+        the new ``lengths`` for ``slots`` (their old rows are dropped, scatter rewrites them), the
+        current length for every other key; abandoned and evicted blocks are dropped. The array
+        gets as much room again at its end: amortized O(1) per row written, memory within a small
+        factor of peak data.
+
+        Sizing the scattered slots by their new length matters: a block sized by its old length
+        would be overrun by the rows written next, into the block of the key after it."""
+        kept_length = self.length.copy()
+        kept_length[slots] = 0
+        kept_slots = np.flatnonzero(kept_length)
+        kept = self.data[self._rows(kept_slots, kept_length[kept_slots])]
+        needed = kept_length.copy()
+        needed[slots] = lengths
+        self.capacity = np.where(needed > 0, np.maximum(2 * needed, MIN_BLOCK_ROWS), 0)
+        self.start = np.cumsum(self.capacity) - self.capacity
         self.end = int(self.capacity.sum())
-        self.data = np.empty((2 * (self.end + rows), self.data.shape[1]), dtype=np.int64)
-        self.data[self._rows(owned, self.length[owned])] = kept
+        self.data = np.empty((2 * self.end, self.data.shape[1]), dtype=np.int64)
+        self.data[self._rows(kept_slots, self.length[kept_slots])] = kept
 
     def nbytes(self, slots: np.ndarray) -> int:
         return int(self.length[slots].sum()) * self.data.shape[1] * self.data.itemsize
