@@ -191,7 +191,7 @@ def main() -> None:
         table.add_row(row["engine"], f"{row['events']:,}", str(row["batches"]), _fmt(row["first_batch_s"], 1),
                       _fmt(row["steady_events_per_s"], 0), _fmt(row["batch_p50_s"], 2), _fmt(row["batch_p99_s"], 2))
     table.caption = f"spark job / seed design, steady events/s: {_fmt(ratio, 1)}x"
-    Console().print(table)
+    Console(width=140).print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"bench_spark-{stamp}.json").write_text(json.dumps(

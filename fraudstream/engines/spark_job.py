@@ -109,9 +109,11 @@ def spark_session(settings: Settings, options: JobOptions, shuffle_partitions: i
 
 
 def build_query(spark: SparkSession, settings: Settings, options: JobOptions, models: ModelHolder,
-                reports: list[BatchReport]) -> DataStreamWriter:
-    """The streaming query (not started): Kafka -> keys -> stateful features -> foreachBatch sink."""
-    partitions = kafka.describe_topics(settings, [settings.transactions_topic])[settings.transactions_topic]
+                reports: list[BatchReport], partitions: int) -> DataStreamWriter:
+    """The streaming query (not started): Kafka -> keys -> stateful features -> foreachBatch sink.
+
+    ``partitions`` is the partition count of the transactions topic: each label goes to that many states.
+    """
     raw = (spark.readStream.format("kafka")
            .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
            .option("subscribe", f"{settings.transactions_topic},{settings.labels_topic}")
@@ -167,7 +169,7 @@ def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
     models = ModelHolder(settings.models_dir, poll_interval_s=0.0)
     spark = spark_session(settings, options, options.shuffle_partitions or partitions)
     reports: list[BatchReport] = []
-    query = build_query(spark, settings, options, models, reports).start()
+    query = build_query(spark, settings, options, models, reports, partitions).start()
     log.info("spark job started master=%s checkpoint=%s model_version=%s", spark.sparkContext.master,
              checkpoint_dir(settings, options), models.version)
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s

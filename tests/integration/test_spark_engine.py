@@ -30,6 +30,7 @@ from local_engine_harness import (
 
 from fraudstream import kafka
 from fraudstream.config import Settings
+from fraudstream.demo import processor_env
 from fraudstream.services import manager
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -50,7 +51,7 @@ def start_driver(run: EngineRun, checkpoint: Path, log: Path) -> subprocess.Pope
     """`fraudstream spark submit` in its own process group (the driver's JVM is its child)."""
     command = [FRAUDSTREAM, "spark", "submit", "--checkpoint", str(checkpoint), "--max-offsets-per-trigger", "500",
                "--app-name", f"test-{run.group}"]
-    return subprocess.Popen(command, env=run.env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    return subprocess.Popen(command, env=processor_env(run.settings), stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 
