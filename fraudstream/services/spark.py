@@ -34,7 +34,6 @@ DAEMON_PROPERTIES = "\n".join([
     "spark.master.rest.enabled=false",
     "spark.worker.cleanup.enabled=true",
     "spark.worker.cleanup.appDataTtl=86400",
-    "spark.ui.reverseProxy=false",
     "",
 ])
 
