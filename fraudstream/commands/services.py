@@ -22,8 +22,11 @@ def _print(statuses: list[manager.ServiceStatus], title: str) -> None:
 
 
 @services_app.command("up")
-def up(names: list[str] | None = NAMES) -> None:
+def up(names: list[str] | None = NAMES,
+       spark: bool = typer.Option(False, "--spark", help="Also start the local Spark cluster.")) -> None:
     """Start the services that are not running; return once each one answers (idempotent)."""
+    if spark:
+        names = [*(names or manager.DEFAULT_SERVICES), "spark"]
     try:
         with console.status("starting services (the first run fetches jars and initialises data)..."):
             statuses = manager.up(get_settings(), names)
@@ -40,10 +43,14 @@ def down(names: list[str] | None = NAMES) -> None:
 
 @services_app.command("status")
 def status(names: list[str] | None = NAMES) -> None:
-    """A table of each service: pid, port, health, data directory. Exits 1 if any is unhealthy."""
+    """A table of each service: pid, port, health, data directory.
+
+    Exits 1 when a named service, a default one (postgres, kafka) or one that is running is unhealthy.
+    """
     statuses = manager.status(get_settings(), names)
     _print(statuses, "services")
-    if not all(s.healthy for s in statuses):
+    expected = set(names or manager.DEFAULT_SERVICES)
+    if any(not s.healthy and (s.name in expected or s.pid is not None) for s in statuses):
         raise typer.Exit(code=1)
 
 

@@ -19,6 +19,7 @@ def resolve_jars(name: str, jars_root: Path) -> Path:
     if not pom.exists():
         raise ServiceError(f"{pom} is missing: run fraudstream from a checkout of the repository")
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    jars_root = jars_root.resolve()  # mvn resolves relative paths against the pom's directory
     target = jars_root / name
     stamp = target / ".pom-sha256"
     if stamp.exists() and stamp.read_text() == digest:
