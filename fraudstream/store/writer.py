@@ -1,9 +1,10 @@
 """Idempotent writes of scored rows and labels, and the engines' offsets and state checkpoints.
 
-Rows go through COPY into a temporary staging table (CSV written by Arrow, so no Python loop per
-field), then ``INSERT ... ON CONFLICT DO NOTHING``: a transaction written twice stays one row. None of
-these functions commits: the caller owns the transaction, so rows, offsets and snapshots of a batch
-become durable together. Usable from a Spark foreachBatch with a plain pandas frame and a connection.
+Rows go through COPY into a temporary staging table (CSV and text[] literals written by Arrow, so no
+Python loop per row or field), then ``INSERT ... ON CONFLICT DO NOTHING``: a transaction written twice
+stays one row. None of these functions commits: the caller owns the transaction, so rows, offsets and
+snapshots of a batch become durable together. Usable from a Spark foreachBatch with a plain pandas
+frame and a connection.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from fraudstream.pipeline import ROW_COLUMNS
@@ -68,27 +70,32 @@ class Checkpoint:
     label_offsets: dict[int, int]
 
 
-def _copy_csv(connection: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+def _copy_csv(connection: psycopg.Connection, table: str, data: pa.Table) -> None:
     buffer = io.BytesIO()
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer, _CSV)
+    pa_csv.write_csv(data, buffer, _CSV)
     with connection.cursor().copy(f"COPY {table} FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())
 
 
-def _pg_array(values: list[str]) -> str:
-    """A text[] literal; every element quoted, so commas, braces and quotes in reasons are safe."""
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
-    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
+def _pg_arrays(lists: pd.Series) -> pa.Array:
+    """text[] literals of sequences of strings; every element quoted and escaped, so commas, braces and
+    quotes in reasons are safe."""
+    arrays = pa.array(lists.to_numpy(dtype=object), type=pa.list_(pa.string()))
+    escaped = pc.replace_substring(pc.replace_substring(arrays.flatten(), "\\", "\\\\"), '"', '\\"')
+    joined = pc.binary_join(pa.ListArray.from_arrays(arrays.offsets, escaped), '","')
+    return pc.if_else(pc.equal(pc.list_value_length(arrays), 0), "{}",
+                      pc.binary_join_element_wise('{"', joined, '"}', ""))
 
 
 def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
     """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
     if rows.empty:
         return 0
-    frame = rows[list(ROW_COLUMNS)].copy()
-    frame["reasons"] = [_pg_array(list(reasons)) for reasons in frame["reasons"]]
+    columns = list(ROW_COLUMNS)
+    table = pa.Table.from_pandas(rows[[name for name in columns if name != "reasons"]], preserve_index=False)
+    table = table.add_column(columns.index("reasons"), "reasons", _pg_arrays(rows["reasons"]))
     connection.execute(_SCORED_STAGE)
-    _copy_csv(connection, "scored_stage", frame)
+    _copy_csv(connection, "scored_stage", table)
     return connection.execute(_SCORED_UPSERT).rowcount
 
 
@@ -97,7 +104,7 @@ def upsert_labels(connection: psycopg.Connection, labels: pd.DataFrame) -> int:
     if labels.empty:
         return 0
     connection.execute(_LABEL_STAGE)
-    _copy_csv(connection, "label_stage", labels[list(_LABEL_COLUMNS)])
+    _copy_csv(connection, "label_stage", pa.Table.from_pandas(labels[list(_LABEL_COLUMNS)], preserve_index=False))
     return connection.execute(_LABEL_UPSERT).rowcount
 
 
