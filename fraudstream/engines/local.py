@@ -7,7 +7,8 @@ as the rows, and a restored partition replays from its snapshot up to the commit
 re-derives the same state without writing anything. Alerts and dead letters are at-least-once
 (keyed by transaction id / carrying their source offset).
 
-Commit protocol of one micro-batch; ``LocalEngine.process_batch`` follows these steps one to one:
+Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and the hand-over) and
+``LocalEngine._commit_batch`` (steps 7-9) follow these steps one to one:
 
 1. Poll up to ``batch_size`` records or ``batch_timeout_ms`` from the assigned partitions. Records of
    a partition revoked meanwhile are dropped: its new owner replays them.
@@ -17,12 +18,22 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` follows these 
 4. Decode and validate; invalid records become dead letters with their reason.
 5. Run each partition's valid records through its own feature state, in offset order. Records below
    the partition's committed offset are a replay after a restore: they update the state, nothing else.
-6. Score the new records in one vectorized call; build the database rows and the alerts.
-7. Produce the alerts and the dead letters, flush the producer and check every delivery, so they are
-   durable before the offsets that cover them.
+6. Score the new records in one vectorized call; build the database rows and the alerts. Then wait
+   until the previous batch has finished step 9, and hand this one over: capture the offsets it
+   reaches and the state snapshots due at those offsets (taken now, before the next batch moves the
+   states), and enqueue its alerts and dead letters in the producer.
+7. Flush the producer and check every delivery, so alerts and dead letters are durable before the
+   offsets that cover them.
 8. In one database transaction: upsert the rows, upsert the labels, advance the offsets (they only
-   grow, else OffsetRegression), write the state snapshots that are due at those same offsets; commit.
-9. Tell Kafka the offsets (informational only: lag tools read them) and record the metrics.
+   grow, else OffsetRegression), write the captured snapshots; commit.
+9. Record the metrics; then (on the polling thread, when it collects the batch) mark the offsets
+   committed and tell Kafka (informational only: lag tools read them).
+
+Steps 7-9 of batch N run on a committer thread while steps 1-6 of batch N+1 run on the polling
+thread (PostgreSQL works on the other core meanwhile): at most one batch is in flight, so batches
+still commit in order, one database transaction each. A rebalance, a restore and ``close`` first wait
+for the batch in flight, so a revoked partition's rows are committed before its new owner reads its
+offset, and the database connection is never used by two threads at once.
 """
 
 from __future__ import annotations
@@ -30,8 +41,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +73,7 @@ class EngineOptions:
 
     group: str = "fraudstream-local"
     instance_id: str | None = None
-    batch_size: int = 5_000
+    batch_size: int = 20_000
     batch_timeout_ms: int = 50
     snapshot_interval_s: float = 10.0
     model_poll_interval_s: float = 1.0
@@ -106,9 +117,9 @@ class RunSummary:
 
 @dataclass
 class Batch:
-    """One poll's records as parallel columns."""
+    """One poll's records as parallel columns (the Message objects are kept for the rare dead letter)."""
 
-    keys: list[bytes | None]
+    messages: list[Message]
     payloads: list[bytes | None]
     partitions: np.ndarray
     offsets: np.ndarray
@@ -116,15 +127,43 @@ class Batch:
     started: float
 
     @classmethod
-    def from_messages(cls, messages: Sequence[Message], started: float) -> Batch:
-        return cls(
-            keys=[message.key() for message in messages],
-            payloads=[message.value() for message in messages],
-            partitions=np.fromiter((message.partition() for message in messages), np.int32, len(messages)),
-            offsets=np.fromiter((message.offset() for message in messages), np.int64, len(messages)),
-            ingested_at_us=time.time_ns() // 1000,
-            started=started,
-        )
+    def from_messages(cls, messages: list[Message], owned: Sequence[int], started: float) -> Batch:
+        """Columns of the records of the ``owned`` partitions; one C-level pass per column."""
+        partitions = np.fromiter(map(Message.partition, messages), np.int32, len(messages))
+        keep = np.isin(partitions, owned)
+        if not keep.all():
+            messages = [message for message, kept in zip(messages, keep.tolist(), strict=True) if kept]
+            partitions = partitions[keep]
+        return cls(messages, list(map(Message.value, messages)), partitions,
+                   np.fromiter(map(Message.offset, messages), np.int64, len(messages)),
+                   ingested_at_us=time.time_ns() // 1000, started=started)
+
+    def keys(self) -> list[bytes | None]:
+        """The records' keys, read only when a dead letter needs them."""
+        return list(map(Message.key, self.messages))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A partition's feature state serialized at ``next_offset``, with the label positions it includes."""
+
+    partition: int
+    next_offset: int
+    state: bytes
+    label_offsets: dict[int, int]
+
+
+@dataclass
+class HandedOver:
+    """What steps 7-9 of one batch write, captured at the hand-over (the states move on meanwhile)."""
+
+    batch: Batch
+    rows: pd.DataFrame
+    labels: pd.DataFrame
+    advancing: dict[int, int]
+    snapshots: list[Snapshot]
+    dead_lettered: int
+    alerted: int
 
 
 class LocalEngine:
@@ -153,6 +192,8 @@ class LocalEngine:
         self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
         self._delivery_errors: list[str] = []
         self._lag_at = 0.0
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._in_flight: Future[HandedOver] | None = None
         self.metrics.set_model(self.models.version)
         self.summary.model_versions.append(self.models.version)
 
@@ -168,6 +209,7 @@ class LocalEngine:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Restore each partition's snapshot and seek to it (or to the beginning without one)."""
+        self._collect()
         for assigned in partitions:
             state = self._restore(assigned.partition)
             self.states[assigned.partition] = state
@@ -206,7 +248,8 @@ class LocalEngine:
         return PartitionState(partition, FeatureState(self.config), committed, 0, {}, None)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Drop the states: everything they produced is already committed (batches commit before polling)."""
+        """Drop the states once the batch in flight is committed: everything they produced is then durable."""
+        self._collect()
         for revoked in partitions:
             self.states.pop(revoked.partition, None)
             log.info("partition revoked topic=%s partition=%d", self.topic, revoked.partition)
@@ -214,13 +257,13 @@ class LocalEngine:
     # --- the commit protocol ---------------------------------------------------------------------------
 
     def process_batch(self) -> int:
-        """One micro-batch through the commit protocol (module docstring); returns the new events handled."""
+        """Steps 1-6 of the commit protocol (module docstring), then the hand-over of steps 7-9 to the
+        committer thread; returns the new events handled."""
         started = time.perf_counter()
         # 1. Poll, keeping only records of partitions still owned.
-        messages = [message for message in self.consumer.consume(self.options.batch_size,
-                                                                  self.options.batch_timeout_ms / 1000)
-                    if self._usable(message)]
-        batch = Batch.from_messages(messages, started)
+        polled = self.consumer.consume(self.options.batch_size, self.options.batch_timeout_ms / 1000)
+        batch = Batch.from_messages([message for message in polled if self._usable(message)], list(self.states),
+                                    started)
         # 2. Reload the model at this boundary if another version was promoted.
         if self.models.refresh():
             self.metrics.set_model(self.models.version)
@@ -229,43 +272,46 @@ class LocalEngine:
         labels, label_letters = self.labels.poll(self.states.values(), ENGINE)
         # 4. Decode and validate.
         decoded = pipeline.decode(batch.payloads)
-        fresh = batch.offsets >= np.array([self._committed(p) for p in batch.partitions], dtype=np.int64)
+        fresh = batch.offsets >= self._committed_offsets(batch.partitions)
         rejected = [item for item in decoded.rejected if fresh[item.position]]
-        letters = pipeline.dead_letters(batch.keys, batch.payloads, rejected, topic=self.topic,
-                                        partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
-                                        engine=ENGINE) + label_letters
+        letters = label_letters
+        if rejected:
+            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, topic=self.topic,
+                                            partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
+                                            engine=ENGINE) + label_letters
         # 5. Features per partition state, replays included.
         features = self._features(decoded.frame, batch.partitions[decoded.positions])
         new = fresh[decoded.positions]
         self.summary.replayed += int((~new).sum())
-        # 6. Score the new records; rows and alerts.
+        # 6. Score the new records; rows and alerts; hand over to the committer once the previous batch is done.
         transactions = decoded.frame[new].reset_index(drop=True)
         transactions["kafka_partition"] = batch.partitions[decoded.positions][new]
         transactions["kafka_offset"] = batch.offsets[decoded.positions][new]
         transactions["ingested_at_us"] = batch.ingested_at_us
         rows = self._score(transactions, features[new].reset_index(drop=True))
         alerts = pipeline.alert_messages(rows)
-        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them.
-        self._produce(alerts, letters)
-        # 8. Rows, labels, offsets and due snapshots in one database transaction.
+        self._collect()
         self._advance_positions(batch)
-        self._commit(rows, labels)
-        committed_at_us = time.time_ns() // 1000
-        # 9. Informational Kafka commit, metrics, summary.
-        self._commit_kafka(batch)
-        self._record(batch, rows, len(rejected), len(alerts), len(labels), committed_at_us)
+        handed = HandedOver(batch, rows, labels, self._advancing(), self._due_snapshots(), len(rejected),
+                            len(alerts))
+        if not (rows.empty and labels.empty and not handed.advancing and not handed.snapshots
+                and not alerts and not letters):
+            self._produce(alerts, letters)
+            self._in_flight = self._committer.submit(self._commit_batch, handed)
         return len(rows) + len(rejected)
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error code=%s reason=%r", error.code(), error.str())
-            return False
-        return message.partition() in self.states
+        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error code=%s reason=%r", error.code(), error.str())
+        return error is None
 
-    def _committed(self, partition: int) -> int:
-        return self.states[partition].committed
+    def _committed_offsets(self, partitions: np.ndarray) -> np.ndarray:
+        """Each record's partition's committed offset (one lookup per partition, not per record)."""
+        committed = np.zeros(partitions.size, dtype=np.int64)
+        for partition in np.unique(partitions).tolist():
+            committed[partitions == partition] = self.states[partition].committed
+        return committed
 
     def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> pd.DataFrame:
         """Each partition's rows through its own state; the result is aligned with ``frame``."""
@@ -286,53 +332,19 @@ class LocalEngine:
                                     engine=ENGINE, scored_at_us=time.time_ns() // 1000,
                                     feature_columns=scorer.feature_names)
 
-    def _produce(self, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
-        if not alerts and not letters:
-            return
-        for key, value in alerts:
-            self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
-        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
-        remaining = self.producer.flush(30)
-        errors, self._delivery_errors = self._delivery_errors, []
-        if remaining or errors:
-            raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
-                                     f"check the broker at {self.settings.kafka_bootstrap}; the batch will be replayed")
-
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
-
     def _advance_positions(self, batch: Batch) -> None:
         for partition in np.unique(batch.partitions):
             state = self.states[int(partition)]
             state.position = max(state.position, int(batch.offsets[batch.partitions == partition].max()) + 1)
 
-    def _commit(self, rows: pd.DataFrame, labels: pd.DataFrame) -> None:
-        advancing = {p: s.position for p, s in self.states.items() if s.position > s.committed}
-        # At most one snapshot per batch (the stalest): spreads their cost instead of stalling every interval.
+    def _advancing(self) -> dict[int, int]:
+        return {p: s.position for p, s in self.states.items() if s.position > s.committed}
+
+    def _due_snapshots(self) -> list[Snapshot]:
+        """At most one snapshot per batch (the stalest): spreads their cost instead of stalling every interval."""
         due = sorted((s for s in self.states.values() if s.position >= s.committed and self._snapshot_due(s)),
                      key=lambda s: (s.snapshot_offset is not None, s.snapshot_at))[:1]
-        if rows.empty and labels.empty and not advancing and not due:
-            return
-        with self.connection.transaction():
-            writer.upsert_scored(self.connection, rows)
-            writer.upsert_labels(self.connection, labels)
-            stale = writer.advance_offsets(self.connection, self.options.group, self.topic, advancing)
-            if stale:
-                raise OffsetRegression(f"partitions {stale} of {self.topic} already have a higher committed offset "
-                                       f"in group {self.options.group}: another member wrote them; rolled back")
-            for state in due:
-                written = writer.save_snapshot(
-                    self.connection, self.options.group, self.topic, state.partition, next_offset=state.position,
-                    state=state.features.snapshot(), feature_code_version=FEATURE_CODE_VERSION,
-                    label_offsets=state.label_offsets)
-                if not written:
-                    raise OffsetRegression(f"partition {state.partition}: a snapshot beyond offset {state.position} "
-                                           "exists; another member owns this partition; rolled back")
-        for partition, offset in advancing.items():
-            self.states[partition].committed = offset
-        for state in due:
-            state.snapshot_offset, state.snapshot_at = state.position, time.monotonic()
+        return [Snapshot(s.partition, s.position, s.features.snapshot(), dict(s.label_offsets)) for s in due]
 
     def _snapshot_due(self, state: PartitionState) -> bool:
         if state.position == (state.snapshot_offset or 0):
@@ -340,32 +352,88 @@ class LocalEngine:
         return (state.snapshot_offset is None
                 or time.monotonic() - state.snapshot_at >= self.options.snapshot_interval_s)
 
-    def _commit_kafka(self, batch: Batch) -> None:
-        if batch.partitions.size == 0:
-            return
-        offsets = [TopicPartition(self.topic, int(p), self.states[int(p)].committed)
-                   for p in np.unique(batch.partitions) if self.states[int(p)].committed > 0]
-        if offsets:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
+    def _produce(self, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
+        """Enqueue alerts and dead letters; step 7 flushes them."""
+        for key, value in alerts:
+            self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
+        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
 
-    def _record(self, batch: Batch, rows: pd.DataFrame, dead_lettered: int, alerted: int, labels: int,
-                committed_at_us: int) -> None:
-        summary = self.summary
-        summary.batches += 1
-        summary.scored += len(rows)
-        summary.dead_lettered += dead_lettered
-        summary.alerted += alerted
-        summary.labels += labels
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
+
+    # --- steps 7-9, on the committer thread ----------------------------------------------------------
+
+    def _commit_batch(self, handed: HandedOver) -> HandedOver:
+        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them.
+        remaining = self.producer.flush(30)
+        errors, self._delivery_errors = self._delivery_errors, []
+        if remaining or errors:
+            raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
+                                     f"check the broker at {self.settings.kafka_bootstrap}; the batch will be replayed")
+        # 8. Rows, labels, offsets and the captured snapshots in one database transaction.
+        if not (handed.rows.empty and handed.labels.empty and not handed.advancing and not handed.snapshots):
+            self._write(handed)
+        # 9. Metrics (the offsets are marked committed when the polling thread collects the batch).
+        self._record(handed, committed_at_us=time.time_ns() // 1000)
+        return handed
+
+    def _write(self, handed: HandedOver) -> None:
+        with self.connection.transaction():
+            writer.upsert_scored(self.connection, handed.rows)
+            writer.upsert_labels(self.connection, handed.labels)
+            stale = writer.advance_offsets(self.connection, self.options.group, self.topic, handed.advancing)
+            if stale:
+                raise OffsetRegression(f"partitions {stale} of {self.topic} already have a higher committed offset "
+                                       f"in group {self.options.group}: another member wrote them; rolled back")
+            for snapshot in handed.snapshots:
+                written = writer.save_snapshot(
+                    self.connection, self.options.group, self.topic, snapshot.partition,
+                    next_offset=snapshot.next_offset, state=snapshot.state, feature_code_version=FEATURE_CODE_VERSION,
+                    label_offsets=snapshot.label_offsets)
+                if not written:
+                    raise OffsetRegression(f"partition {snapshot.partition}: a snapshot beyond offset "
+                                           f"{snapshot.next_offset} exists; another member owns this partition; "
+                                           "rolled back")
+
+    def _record(self, handed: HandedOver, committed_at_us: int) -> None:
+        rows, dead_lettered = handed.rows, handed.dead_lettered
         if rows.empty and not dead_lettered:
             return
-        decisions = Counter(rows["decision"].tolist())
-        duration_s = time.perf_counter() - batch.started
+        duration_s = time.perf_counter() - handed.batch.started
         self.metrics.observe_batch(duration_s=duration_s, committed_at_us=committed_at_us,
                                    event_time_us=rows["event_time_us"].to_numpy(),
                                    ingested_at_us=rows["ingested_at_us"].to_numpy(),
-                                   decisions=decisions, dead_lettered=dead_lettered)
+                                   decisions=rows["decision"].value_counts().to_dict(), dead_lettered=dead_lettered)
         log.debug("batch committed records=%d scored=%d dead_lettered=%d alerts=%d labels=%d duration_ms=%.1f",
-                  len(batch.payloads), len(rows), dead_lettered, alerted, labels, duration_s * 1000)
+                  len(handed.batch.payloads), len(rows), dead_lettered, handed.alerted, len(handed.labels),
+                  duration_s * 1000)
+
+    # --- back on the polling thread ------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        """Wait for the batch in flight (re-raising its failure) and mark what it made durable."""
+        if self._in_flight is None:
+            return
+        in_flight, self._in_flight = self._in_flight, None
+        handed = in_flight.result()
+        for partition, offset in handed.advancing.items():
+            self.states[partition].committed = offset
+        for snapshot in handed.snapshots:
+            state = self.states[snapshot.partition]
+            state.snapshot_offset, state.snapshot_at = snapshot.next_offset, time.monotonic()
+        self._commit_kafka(handed.advancing)
+        summary = self.summary
+        summary.batches += 1
+        summary.scored += len(handed.rows)
+        summary.dead_lettered += handed.dead_lettered
+        summary.alerted += handed.alerted
+        summary.labels += len(handed.labels)
+
+    def _commit_kafka(self, advancing: dict[int, int]) -> None:
+        offsets = [TopicPartition(self.topic, partition, offset) for partition, offset in advancing.items()]
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -420,10 +488,15 @@ class LocalEngine:
         self.stopping = True
 
     def close(self) -> None:
-        self.consumer.close()
-        self.labels.close()
-        self.producer.flush(10)
-        self.connection.close()
+        """Finish the batch in flight (its failure propagates), then release every client."""
+        try:
+            self._collect()
+        finally:
+            self._committer.shutdown()
+            self.consumer.close()
+            self.labels.close()
+            self.producer.flush(10)
+            self.connection.close()
 
 
 def run_local_engine(settings: Settings, options: EngineOptions) -> RunSummary:
