@@ -39,6 +39,52 @@ INVALID = {
 }
 
 
+#: The reason each case is rejected with (what the dead-letter topic tells a person); kept as it was
+#: before the vectorized decoder, which must give the same.
+REASONS = {
+    "missing amount": "missing field: amount",
+    "negative amount": "amount must be > 0 and <= 1e+07, got -3",
+    "zero amount": "amount must be > 0 and <= 1e+07, got 0",
+    "huge amount": "amount must be > 0 and <= 1e+07, got 1e+12",
+    "amount as text": "amount must be a number, got str",
+    "amount as bool": "amount must be a number, got bool",
+    "bad currency": "currency has an invalid format: 'euro'",
+    "unknown payment method": "payment_method must be one of credit_card, debit_card, bank_transfer, paypal, crypto, "
+                              "mobile_wallet",
+    "unknown channel": "channel must be one of card_present, online, atm, mobile_app",
+    "latitude out of range": "latitude must be >= -90 and <= 90, got 91",
+    "event time with offset": "event_time must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z",
+    "event time not a date": "event_time must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z",
+    "wrong schema version": "schema_version must be 1, got 2",
+    "account id too long": "account_id must have 1 to 64 characters",
+    "account id not a string": "account_id must be a string, got int",
+    "not an object": "event must be a JSON object, got list",
+}
+MORE_INVALID = {
+    "missing event_time": ({k: v for k, v in VALID.items() if k != "event_time"}, "missing field: event_time"),
+    "null event_time": ({**VALID, "event_time": None},
+                        "event_time must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z"),
+    "null currency": ({**VALID, "currency": None}, "missing field: currency"),
+    "float transaction id": ({**VALID, "transaction_id": 1.5}, "transaction_id must be a string, got float"),
+    "empty device id": ({**VALID, "device_id": ""}, "device_id must have 1 to 64 characters"),
+    "event time Feb 30": ({**VALID, "event_time": "2026-02-30T00:00:00Z"},
+                          "event_time is not a real date: day is out of range for month"),
+    "event time 1999": ({**VALID, "event_time": "1999-12-31T23:59:59Z"}, "event_time must lie between 2000 and 2100"),
+    "event time 2100": ({**VALID, "event_time": "2100-01-01T00:00:00Z"}, "event_time must lie between 2000 and 2100"),
+    "bad country": ({**VALID, "country": "de"}, "country has an invalid format: 'de'"),
+    "bad category": ({**VALID, "merchant_category": "Grocery"}, "merchant_category has an invalid format: 'Grocery'"),
+    "schema version true": ({**VALID, "schema_version": True}, "schema_version must be 1, got True"),
+    "schema version text": ({**VALID, "schema_version": "1"}, "schema_version must be 1, got '1'"),
+    "longitude out of range": ({**VALID, "longitude": -180.5}, "longitude must be >= -180 and <= 180, got -180.5"),
+    "nul in merchant id": ({**VALID, "merchant_id": "merch\u0000-1"}, events.NUL_REASON),
+    "nul in country": ({**VALID, "country": "D\u0000"}, events.NUL_REASON),
+}
+
+#: Rules the JSON Schema cannot state (the time range, NUL characters) or that jsonschema checks only with
+#: an optional package (a real date, "format": "date-time").
+BEYOND_THE_SCHEMA = {"event time Feb 30", "event time 1999", "event time 2100", "nul in merchant id", "nul in country"}
+
+
 def schema_accepts(event: object) -> bool:
     validator = jsonschema.Draft202012Validator(events.schema(), format_checker=jsonschema.FormatChecker())
     return validator.is_valid(event)
@@ -58,7 +104,16 @@ def test_invalid_event_rejected_by_both(case: str) -> None:
     batch = events.decode_transactions([orjson.dumps(event)])
     assert not schema_accepts(event), case
     assert len(batch.rejected) == 1 and batch.frame.empty
-    assert batch.rejected[0].reason
+    assert batch.rejected[0].reason == REASONS[case]
+
+
+@pytest.mark.parametrize("case", sorted(MORE_INVALID))
+def test_more_invalid_events_rejected_by_both_with_their_reason(case: str) -> None:
+    event, reason = MORE_INVALID[case]
+    batch = events.decode_transactions([orjson.dumps(event)])
+    if case not in BEYOND_THE_SCHEMA:
+        assert not schema_accepts(event), case
+    assert [r.reason for r in batch.rejected] == [reason] and batch.frame.empty
 
 
 def test_sql_looking_strings_are_data_not_errors() -> None:
@@ -75,6 +130,7 @@ def test_bad_payloads_report_positions_and_reasons() -> None:
     assert set(reasons) == {0, 1, 2, 4}
     assert reasons[0].startswith("invalid JSON") and reasons[1] == "empty payload"
     assert reasons[2].startswith("oversized")
+    assert reasons[4] == "invalid JSON: unexpected character, expected a JSON value: line 1 column 1 (char 0)"
 
 
 def test_nan_amount_rejected() -> None:
