@@ -108,7 +108,7 @@ def format_time_us(time_us: int) -> str:
 
 def parse_time_us(text: str) -> int:
     """ISO-8601 UTC text as microseconds since the epoch; raises InvalidEvent otherwise."""
-    if not isinstance(text, str) or not _ISO_UTC.match(text):
+    if not isinstance(text, str) or not _ISO_UTC.fullmatch(text):
         raise InvalidEvent("event_time must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z")
     try:
         moment = datetime.fromisoformat(text)
@@ -150,7 +150,7 @@ def _text(event: dict[str, Any], name: str, pattern: re.Pattern[str] | None = No
     _no_nul(value)
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidEvent(f"{name} must have 1 to {MAX_ID_LENGTH} characters")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise InvalidEvent(f"{name} has an invalid format: {value[:20]!r}")
     return value
 

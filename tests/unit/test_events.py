@@ -158,3 +158,11 @@ def test_labels_decode() -> None:
     frame, rejected = events.decode_labels([orjson.dumps(label), orjson.dumps({**label, "is_fraud": "yes"})])
     assert len(frame) == 1 and bool(frame.loc[0, "is_fraud"]) and len(rejected) == 1
     assert jsonschema.Draft202012Validator(events.schema("label")).is_valid(label)
+
+
+@pytest.mark.parametrize("field,value", [("currency", "EUR\n"), ("country", "DE\n"),
+                                         ("event_time", "2026-11-28T13:45:00Z\n")])
+def test_trailing_newline_does_not_slip_through_a_pattern(field: str, value: str) -> None:
+    # Python's `$` matches before a final newline; JSON Schema's (ECMA-262) does not
+    batch = events.decode_transactions([orjson.dumps({**VALID, field: value})])
+    assert batch.frame.empty and field in batch.rejected[0].reason
