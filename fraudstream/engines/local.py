@@ -73,7 +73,7 @@ class EngineOptions:
 
     group: str = "fraudstream-local"
     instance_id: str | None = None
-    batch_size: int = 20_000
+    batch_size: int = 5_000
     batch_timeout_ms: int = 50
     snapshot_interval_s: float = 10.0
     model_poll_interval_s: float = 1.0
