@@ -192,6 +192,8 @@ class LocalEngine:
         self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
         self._delivery_errors: list[str] = []
         self._lag_at = 0.0
+        self._polled_at = 0.0
+        self._idle = True
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future[HandedOver] | None = None
         self.metrics.set_model(self.models.version)
@@ -261,9 +263,11 @@ class LocalEngine:
         committer thread; returns the new events handled."""
         started = time.perf_counter()
         # 1. Poll, keeping only records of partitions still owned.
-        polled = self.consumer.consume(self.options.batch_size, self.options.batch_timeout_ms / 1000)
-        batch = Batch.from_messages([message for message in polled if self._usable(message)], list(self.states),
-                                    started)
+        polled = self._poll(started)
+        messages = [message for message in polled if message.error() is None]
+        if len(messages) < len(polled):
+            self._log_errors(polled)
+        batch = Batch.from_messages(messages, list(self.states), started)
         # 2. Reload the model at this boundary if another version was promoted.
         if self.models.refresh():
             self.metrics.set_model(self.models.version)
@@ -300,11 +304,22 @@ class LocalEngine:
             self._in_flight = self._committer.submit(self._commit_batch, handed)
         return len(rows) + len(rejected)
 
-    def _usable(self, message: Message) -> bool:
-        error = message.error()
-        if error is not None and error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error code=%s reason=%r", error.code(), error.str())
-        return error is None
+    def _poll(self, started: float) -> list[Message]:
+        """Up to batch_size records, waiting at most until batch_timeout_ms after the previous poll began
+        (not ended): under load the wait shrinks to nothing and batches grow with the backlog; caught up,
+        batches are one timeout apart, which keeps latency low without spinning on per-batch fixed costs."""
+        timeout_s = self.options.batch_timeout_ms / 1000
+        wait_s = timeout_s if self._idle else max(0.0, self._polled_at + timeout_s - started)
+        self._polled_at = started
+        polled = self.consumer.consume(self.options.batch_size, wait_s)
+        self._idle = not polled
+        return polled
+
+    def _log_errors(self, messages: list[Message]) -> None:
+        for message in messages:
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error code=%s reason=%r", error.code(), error.str())
 
     def _committed_offsets(self, partitions: np.ndarray) -> np.ndarray:
         """Each record's partition's committed offset (one lookup per partition, not per record)."""
