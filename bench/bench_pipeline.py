@@ -153,7 +153,7 @@ def bench_settings(base: Settings, tag: str) -> Settings:
 
 def produce(settings: Settings, events: list[dict[str, object]], prefix: str, rate: int | None) -> np.ndarray:
     """Send events with ids ``prefix + n``, paced at ``rate``/s (None: at once); returns when each was sent."""
-    producer = kafka.producer(settings, **{"linger.ms": 2})
+    producer = kafka.producer(settings)
     partitions = settings.transactions_partitions
     sent_at = np.zeros(len(events))
     began = time.perf_counter()
