@@ -108,11 +108,7 @@ class AccountFeatures:
         """process() as a dict of arrays (what FeatureState assembles without a DataFrame per part)."""
         cfg = self.config
         n = len(batch)
-        group_raw, accounts = pd.factorize(batch["account_id"].to_numpy(dtype=object))
-        time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
-        order = np.lexsort((np.arange(n), time_raw, group_raw))
-        g = group_raw[order]
-        t = time_raw[order]
+        order, g, t, accounts = col.group_time_order(batch, "account_id")
         cents = np.rint(batch["amount"].to_numpy(dtype=np.float64)[order] * 100).astype(np.int64)
         lat_e6 = np.rint(batch["latitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)
         lon_e6 = np.rint(batch["longitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)

@@ -18,6 +18,17 @@ def hash_values(values: object) -> np.ndarray:
     return pd.util.hash_array(array, categorize=False).view(np.int64)
 
 
+def group_time_order(batch: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ordered by (key, event time, arrival): (order, sorted group codes, sorted times, distinct keys).
+
+    Arrival breaks ties so that equal timestamps keep the stream's order, in every engine.
+    """
+    group_raw, keys = pd.factorize(batch[key].to_numpy(dtype=object))
+    time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
+    order = np.lexsort((np.arange(len(batch)), time_raw, group_raw))
+    return order, group_raw[order], time_raw[order], keys
+
+
 def segment_starts(group: np.ndarray) -> np.ndarray:
     """Index of the first row of each run of equal values in a sorted array."""
     if group.size == 0:

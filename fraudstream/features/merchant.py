@@ -91,10 +91,7 @@ class MerchantFeatures:
         """process() as a dict of arrays."""
         cfg = self.config
         n = len(batch)
-        group_raw, merchants = pd.factorize(batch["merchant_id"].to_numpy(dtype=object))
-        time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
-        order = np.lexsort((np.arange(n), time_raw, group_raw))
-        g, t = group_raw[order], time_raw[order]
+        order, g, t, merchants = col.group_time_order(batch, "merchant_id")
         slots = self.store.slots(np.asarray(merchants, dtype=object))
         starts = col.segment_starts(g)
         ends = np.append(starts[1:], n)
