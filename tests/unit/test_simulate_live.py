@@ -11,8 +11,21 @@ import pytest
 
 from fraudstream import events
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
-from fraudstream.simulate.live import Chunk, LabelSchedule, Mode, TrafficSource, encode_bodies, stamp_events
+from fraudstream.simulate.live import (
+    Chunk,
+    LabelSchedule,
+    Mode,
+    SimulatedClock,
+    TrafficSource,
+    due_until,
+    encode_bodies,
+    hacker_fraud_share,
+    stamp_events,
+    stamp_times,
+    time_scale_for,
+)
 from fraudstream.simulate.normal import LEGITIMATE
+from fraudstream.simulate.population import MICROS_PER_DAY
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 
 pytestmark = pytest.mark.unit
@@ -54,11 +67,14 @@ def test_labels_come_due_after_their_delay_fraud_sooner_than_legit() -> None:
     schedule.add(chunk, rows, now_s=1_000.0)
     assert schedule.pending == len(rows)
     assert list(schedule.pop_due(1_004.9)) == []
-    early = np.concatenate([group for _, group in schedule.pop_due(1_010.0)])
+    due = list(schedule.pop_due(1_010.0))
+    early = np.concatenate([group for _, group, _ in due])
     assert (chunk.scenario_codes[early] != LEGITIMATE).all()
     assert len(early) == (chunk.scenario_codes != LEGITIMATE).sum()
+    due_s = np.concatenate([times for _, _, times in due])
+    assert ((due_s >= 1_005.0) & (due_s <= 1_010.0)).all(), "each label keeps its exact due time (its labeled_at)"
     assert list(schedule.pop_due(1_029.9)) == []
-    rest = np.concatenate([group for _, group in schedule.pop_due(None)])
+    rest = np.concatenate([group for _, group, _ in schedule.pop_due(None)])
     assert sorted(itertools.chain(early.tolist(), rest.tolist())) == rows.tolist()
     assert schedule.pending == 0
 
@@ -70,3 +86,69 @@ def test_arrow_encoded_bodies_carry_exactly_the_history_values() -> None:
     assert decoded.rejected == []
     expected = history.transactions.drop(columns="event_time_us")
     pd.testing.assert_frame_equal(decoded.frame.drop(columns="event_time_us"), expected)
+
+
+def test_simulated_clock_runs_scale_times_faster_than_the_wall_clock_and_maps_back() -> None:
+    clock = SimulatedClock(origin_wall_s=1_000.0, origin_simulated_us=1_767_225_600_000_000, scale=2_400.0)
+    assert clock.simulated_us(1_000.0) == 1_767_225_600_000_000
+    assert clock.simulated_us(1_036.0) == 1_767_225_600_000_000 + MICROS_PER_DAY  # a simulated day in 36 s
+    assert clock.wall_s(clock.simulated_us(1_012.5)) == pytest.approx(1_012.5)
+    with pytest.raises(ValueError):
+        SimulatedClock(0.0, 0, 0.0)
+
+
+def test_time_scale_makes_the_population_arrive_at_the_requested_rate() -> None:
+    per_simulated_second = 18_000 / 86_400  # 10,000 accounts, ~1.8 transactions a day each
+    scale = time_scale_for(500.0, per_simulated_second)
+    assert scale == pytest.approx(2_400.0)
+    assert per_simulated_second * scale == pytest.approx(500.0)
+    with pytest.raises(ValueError):
+        time_scale_for(0.0, per_simulated_second)
+
+
+def test_hacker_share_gives_the_hacker_rate_on_the_normal_producers_clock() -> None:
+    share = hacker_fraud_share(500.0, 10.0)
+    legit_per_simulated_second = 0.2
+    fraud_per_simulated_second = legit_per_simulated_second * share / (1 - share)
+    scale = time_scale_for(500.0, legit_per_simulated_second)
+    assert fraud_per_simulated_second * scale == pytest.approx(10.0)
+
+
+def test_due_until_sends_what_the_simulated_clock_has_reached_and_never_goes_back() -> None:
+    times = np.array([10, 20, 20, 30, 40], dtype=np.int64)
+    assert due_until(times, 0, 5) == 0
+    assert due_until(times, 0, 20) == 3  # inclusive: events at the clock's moment are due
+    assert due_until(times, 3, 29) == 3
+    assert due_until(times, 4, 10) == 4
+    assert due_until(times, 0, 1_000) == 5
+
+
+def test_the_source_measures_its_rate_and_chunks_follow_simulated_time_without_gaps() -> None:
+    start = 1_767_225_600_000_000
+    source = TrafficSource(Mode.all, seed=3, accounts=600, merchants=200, fraud_share=0.02,
+                           scenarios=DEFAULT_SCENARIO_WEIGHTS, start_us=start, population_start_us=start)
+    rate = source.events_per_simulated_second()
+    chunks = source.chunks()
+    first, second = next(chunks), next(chunks)
+    chunks.close()
+    assert rate == pytest.approx(len(first.bodies) / (7 * 86_400))
+    assert 600 * 0.5 / 86_400 < rate < 600 * 5 / 86_400
+    assert (np.diff(first.times_us) >= 0).all() and (np.diff(second.times_us) >= 0).all()
+    assert start <= first.times_us[0] and first.times_us[-1] < start + 7 * MICROS_PER_DAY <= second.times_us[0]
+    assert (first.first_number, second.first_number) == (0, len(first.bodies))
+    assert second.transaction_ids[0] == f"{source.id_prefix}{len(first.bodies):010d}"
+    stamped = events.decode_transactions(stamp_times(first.bodies[:50], first.times_us[:50])).frame
+    assert stamped["event_time_us"].tolist() == first.times_us[:50].tolist()
+
+
+def test_same_seed_hacker_source_attacks_the_normal_sources_population_deterministically() -> None:
+    def first(mode: Mode, share: float | None) -> Chunk:
+        source = TrafficSource(mode, seed=3, accounts=600, merchants=200, fraud_share=share,
+                               scenarios=DEFAULT_SCENARIO_WEIGHTS, start_us=0, population_start_us=0)
+        return next(iter(source.chunks()))
+
+    normal, hacker, again = first(Mode.normal, None), first(Mode.hacker, 0.1), first(Mode.hacker, 0.1)
+    assert (hacker.scenario_codes != LEGITIMATE).all()
+    assert hacker.times_us.tolist() == again.times_us.tolist() and hacker.keys == again.keys
+    fraud_per_legit = len(hacker.bodies) / len(normal.bodies)
+    assert fraud_per_legit == pytest.approx(0.1 / 0.9, rel=0.25)  # within 3 % at 10,000 accounts
