@@ -12,12 +12,18 @@ def demo(
     duration: float = typer.Option(60.0, min=5.0, help="Seconds of live traffic."),
     rate: float = typer.Option(500.0, min=1.0, help="Normal customers' transactions per second."),
     hacker_rate: float = typer.Option(10.0, min=1.0, help="Attackers' transactions per second."),
+    warm_up_days: float = typer.Option(14.0, "--warm-up-days", min=0.0,
+                                       help="Simulated days sent first, unmeasured, so the processor knows "
+                                            "the accounts (a cold state flags every account as new)."),
 ) -> None:
-    """Services, a default model, producers, the processor and a live view; ends with a summary."""
+    """Services, a default model, producers, the processor and a live view; ends with a summary.
+
+    Traffic runs on a simulated clock that continues after the model's training history, as many
+    times faster than the wall clock as --rate needs; latencies are measured in real time."""
     from fraudstream.demo import run_demo, summary_table
 
     try:
-        summary = run_demo(get_settings(), duration, rate, hacker_rate, console)
+        summary = run_demo(get_settings(), duration, rate, hacker_rate, console, warm_up_days)
     except RuntimeError as error:
         raise fail(str(error)) from None
     console.print(summary_table(summary, f"fraudstream demo: {duration:.0f} s"))
