@@ -7,8 +7,9 @@ value it caused, so the model's bias plus a row's contributions equals its raw s
 reasons are the (up to three) features with the largest positive contribution, i.e. those that
 pushed the log-odds of fraud up the most. Unlike TreeSHAP they are not averaged over feature
 orderings (a feature split near the root can get less credit than under SHAP), but they are exact,
-deterministic and cost one leaf lookup plus a sparse product instead of ~3 ms per row. Prediction
-runs on a fixed number of threads, so the same input always gives bit-identical output.
+deterministic and cost one leaf lookup plus a sparse product instead of ~3 ms per row. Probabilities
+come from the trees compiled to native code (fraudstream.model.compiled, ~6x faster than LightGBM's
+own tree walk); prediction runs on one thread, so the same input always gives bit-identical output.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.features import FeatureConfig
+from fraudstream.model.compiled import CompiledModel, cache_dir_for
 from fraudstream.model.explain import PathAttribution, describer
-from fraudstream.model.registry import Artifact, Registry, load_artifact
+from fraudstream.model.registry import MODEL_FILE, Artifact, Registry, load_artifact
 from fraudstream.model.thresholds import Thresholds, decide
 
 REASON_COUNT = 3
@@ -52,6 +54,8 @@ class Scorer:
         #: so an engine should warn when the topic has another partition count. None: not recorded.
         self.replay_partitions: int | None = artifact.manifest.get("replay_partitions")
         self._booster = artifact.booster
+        self._compiled = CompiledModel(artifact.path / MODEL_FILE, artifact.manifest["files"][MODEL_FILE],
+                                       cache_dir_for(artifact.path.parent))
         #: Built once per model (not per batch): the per-leaf credit table behind the reasons.
         self.attribution = PathAttribution(artifact.booster)
         self._describers = tuple(describer(name) for name in self.feature_names)
@@ -75,7 +79,7 @@ class Scorer:
         matrix = features.loc[:, self._columns].to_numpy(dtype=np.float64)
         if matrix.shape[0] == 0:
             return ScoreResult(np.zeros(0), np.zeros(0, dtype=object), [])
-        probability = np.asarray(self._booster.predict(matrix, num_threads=PREDICT_THREADS), dtype=np.float64)
+        probability = self._compiled.predict(matrix)
         decision = decide(probability, self.thresholds.review, self.thresholds.block)
         reasons: list[tuple[str, ...]] = [()] * matrix.shape[0]
         flagged = np.flatnonzero(decision != "approve")

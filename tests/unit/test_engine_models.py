@@ -1,0 +1,44 @@
+"""ModelHolder: a promoted model is loaded in the background and switched to at a boundary; a broken one
+is refused while the engine keeps its model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fraudstream.engines.models import ModelHolder
+from fraudstream.model.examples import publish_example_model
+from fraudstream.model.registry import MODEL_FILE
+
+pytestmark = pytest.mark.unit
+
+
+def refresh_until(holder: ModelHolder, limit_s: float = 60.0) -> list[bool]:
+    """Results of refresh() until the background load finished and was acted on."""
+    results = [holder.refresh()]
+    deadline = time.monotonic() + limit_s
+    while holder._loading is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        results.append(holder.refresh())
+    return results
+
+
+def test_promotion_switches_once_loaded_and_a_broken_model_is_refused(tmp_path: Path) -> None:
+    first = publish_example_model(tmp_path, seed=1)
+    holder = ModelHolder(tmp_path, poll_interval_s=0.0)
+    assert holder.version == first and holder.refresh() is False
+
+    second = publish_example_model(tmp_path, seed=2)
+    results = refresh_until(holder)
+    assert results[0] is False  # the first boundary only starts the load
+    assert results[-1] is True and results.count(True) == 1
+    assert holder.version == second
+
+    broken = publish_example_model(tmp_path, seed=3)  # promotion verifies it: damaged afterwards
+    with (tmp_path / broken / MODEL_FILE).open("a") as handle:
+        handle.write("\n")
+    assert True not in refresh_until(holder)
+    assert holder.version == second
+    assert holder.refresh() is False and holder._loading is None  # refused once, not retried every batch
