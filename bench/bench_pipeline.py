@@ -109,18 +109,28 @@ def _pids(match: Callable[[int, str, bytes], bool]) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 class CpuMeter:
     """CPU seconds by process over a scenario: the design's members, the broker, PostgreSQL (every
-    process, plus the postmaster's reaped children: backends that ended), this process and the rest."""
+    process, plus the postmaster's reaped children: backends that ended), this process and the rest.
+    The broker and the postmaster are the ones under the settings' state directory: another stack on
+    the machine (other ports) counts as "other"."""
 
-    def __init__(self, design_pids: list[int]) -> None:
+    def __init__(self, design_pids: list[int], settings: Settings) -> None:
+        home = str(settings.state_dir).encode()
         self.design_pids = design_pids
-        self.kafka_pids = _pids(lambda _pid, _comm, cmdline: b"kafka.Kafka" in cmdline)
-        self.postmaster = min(_pids(lambda _pid, comm, _cmdline: comm == "postgres"))
+        self.kafka_pids = _pids(lambda _pid, _comm, cmdline: b"kafka.Kafka" in cmdline and home in cmdline)
+        self.postmaster = min(_pids(lambda _pid, comm, cmdline: comm == "postgres" and home in cmdline))
         self.start = self._read()
 
     def _read(self) -> dict[str, float]:
-        postgres = [pid for pid in _pids(lambda _pid, comm, _cmdline: comm == "postgres") if pid != self.postmaster]
+        postgres = _pids(lambda pid, comm, _cmdline: comm == "postgres" and _parent(pid) == self.postmaster)
         reading = {
             "design": sum(_process_cpu_s(pid) for pid in self.design_pids),
             "kafka": sum(_process_cpu_s(pid) for pid in self.kafka_pids),
@@ -251,10 +261,10 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
         if rate is None:
             sent_at = produce(settings, events, prefix, None)
             processes = start_design(design, settings, f"bench-{tag}", logs)
-            meter = CpuMeter([process.pid for process in processes])
+            meter = CpuMeter([process.pid for process in processes], settings)
         else:
             processes = start_design(design, settings, f"bench-{tag}", logs)
-            meter = CpuMeter([process.pid for process in processes])
+            meter = CpuMeter([process.pid for process in processes], settings)
             sent_at = produce(settings, events, prefix, rate)
         wait_written(connection, prefix, len(events), limit_s, processes)
         cpu_s = meter.used()

@@ -50,10 +50,11 @@ def scored_rows(transactions: pd.DataFrame, features: pd.DataFrame, scores: Scor
     """The rows for the ``transactions`` table, in ROW_COLUMNS order.
 
     ``transactions`` holds TRANSACTION_COLUMNS and SOURCE_COLUMNS; ``features`` is the core's output
-    aligned with it (with ``is_late``); ``feature_columns`` are the features stored with each row.
+    aligned with it (with ``is_late``); ``feature_columns`` name the stored feature values, in order
+    (fraudstream.store.writer.feature_order gives the order the database holds for a model version).
     """
     rows = transactions.reset_index(drop=True)
-    rows["features"] = features_json(features, feature_columns)
+    rows["features"] = features_array(features, feature_columns)
     rows["score"] = np.asarray(scores.probability, dtype=np.float64)
     rows["decision"] = np.asarray(scores.decision, dtype=object)
     rows["reasons"] = np.fromiter(scores.reasons, dtype=object, count=len(scores.reasons))
@@ -69,20 +70,16 @@ def no_rows() -> pd.DataFrame:
     return pd.DataFrame({name: [] for name in ROW_COLUMNS})
 
 
-def features_json(features: pd.DataFrame, names: Sequence[str]) -> pd.arrays.ArrowStringArray:
-    """One JSON object per row, assembled in Arrow (no Python per row: this runs for every event; one
-    cast of the whole matrix, so the cost per batch stays small too). A number is the shortest text that
-    reads back as the same double (short text is also what PostgreSQL parses fastest into jsonb); a
-    missing or infinite value is null, as JSON has no NaN."""
-    rows = len(features)
+def features_array(features: pd.DataFrame, names: Sequence[str]) -> pd.arrays.ArrowStringArray:
+    """One PostgreSQL double precision[] literal per row, values in the order of ``names``, assembled in
+    Arrow (no Python per row: this runs for every event). A number is the shortest text that reads back
+    as the same double; a missing or infinite value is NULL."""
     matrix = features.loc[:, list(names)].to_numpy(dtype=np.float64)
-    by_column = np.where(np.isinf(matrix), np.nan, matrix).ravel(order="F")
-    text = pc.fill_null(pc.cast(pa.array(by_column, from_pandas=True), pa.string()), "null")
-    parts: list[str | pa.Array] = []
-    for position, name in enumerate(names):
-        parts += [("{" if position == 0 else ",") + orjson.dumps(name).decode() + ":",
-                  text.slice(position * rows, rows)]
-    return pd.arrays.ArrowStringArray(pc.binary_join_element_wise(*parts, "}", ""))
+    values = np.where(np.isinf(matrix), np.nan, matrix).ravel()
+    text = pc.fill_null(pc.cast(pa.array(values, from_pandas=True), pa.string()), "NULL")
+    offsets = pa.array(np.arange(len(features) + 1, dtype=np.int32) * len(names))
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, text), ",")
+    return pd.arrays.ArrowStringArray(pc.binary_join_element_wise("{", joined, "}", ""))
 
 
 def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:

@@ -196,8 +196,14 @@ class LocalEngine:
         self._idle = True
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future[HandedOver] | None = None
-        self.metrics.set_model(self.models.version)
-        self.summary.model_versions.append(self.models.version)
+        self._feature_order = self._register_model()
+
+    def _register_model(self) -> tuple[str, ...]:
+        """Note the model in the metrics and the summary; the order the database stores its features in."""
+        scorer = self.models.scorer
+        self.metrics.set_model(scorer.model_version)
+        self.summary.model_versions.append(scorer.model_version)
+        return writer.feature_order(self.connection, scorer.model_version, scorer.feature_names)
 
     def _check_topics(self) -> None:
         settings = self.settings
@@ -270,8 +276,8 @@ class LocalEngine:
         batch = Batch.from_messages(messages, list(self.states), started)
         # 2. Reload the model at this boundary if another version was promoted.
         if self.models.refresh():
-            self.metrics.set_model(self.models.version)
-            self.summary.model_versions.append(self.models.version)
+            self._collect()  # the committer thread's connection is free again
+            self._feature_order = self._register_model()
         # 3. Labels: apply to the states that have not seen them, stage for the table.
         labels, label_letters = self.labels.poll(self.states.values(), ENGINE)
         # 4. Decode and validate.
@@ -345,7 +351,7 @@ class LocalEngine:
         scorer = self.models.scorer
         return pipeline.scored_rows(transactions, features, scorer.score(features), model_version=scorer.model_version,
                                     engine=ENGINE, scored_at_us=time.time_ns() // 1000,
-                                    feature_columns=scorer.feature_names)
+                                    feature_columns=self._feature_order)
 
     def _advance_positions(self, batch: Batch) -> None:
         for partition in np.unique(batch.partitions):

@@ -13,7 +13,7 @@ connection.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from fraudstream.pipeline import ROW_COLUMNS
+from fraudstream.store.exceptions import FeatureOrderMismatch
 
 #: Columns of ``transactions`` in ROW_COLUMNS order: the row frame's µs times become timestamptz.
 _SCORED_COLUMNS = ", ".join(name.removesuffix("_us") for name in ROW_COLUMNS)
@@ -98,6 +99,21 @@ def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
     connection.execute(_SCORED_STAGE)
     _copy_csv(connection, f"scored_stage ({_SCORED_COLUMNS})", table)
     return connection.execute(_SCORED_UPSERT).rowcount
+
+
+def feature_order(connection: psycopg.Connection, model_version: str, names: Sequence[str]) -> tuple[str, ...]:
+    """Register the feature names of a model version (the first registration wins) and return the order
+    its rows' feature arrays are stored in: the model's own, except for versions whose rows predate the
+    arrays (migration 003 registered those in their old key order). Call once per model load."""
+    connection.execute("INSERT INTO model_features (model_version, feature_names) VALUES (%s, %s)"
+                       " ON CONFLICT (model_version) DO NOTHING", (model_version, list(names)))
+    stored = connection.execute("SELECT feature_names FROM model_features WHERE model_version = %s",
+                                (model_version,)).fetchone()[0]
+    if sorted(stored) != sorted(names):
+        raise FeatureOrderMismatch(f"model_features holds other feature names for {model_version} than the model "
+                                   f"has ({sorted(set(stored) ^ set(names))[:5]}); a model version must not be "
+                                   "reused for another model: publish it under a new version")
+    return tuple(stored)
 
 
 def upsert_labels(connection: psycopg.Connection, labels: pd.DataFrame) -> int:

@@ -46,7 +46,23 @@ def test_scored_rows_are_written_once_with_their_text_intact(database: psycopg.C
         " + 1795860000000000 * interval '1 microsecond' FROM transactions WHERE transaction_id = %s",
         (prefix + "0",)).fetchone()
     assert stored == ('acct,"0"', "merch'; --", "dev\n{1}", ["amount is high", 'quote " and {brace}, comma'],
-                      {"amount": 10.5, "speed_from_previous_kmh": None}, True)
+                      [10.5, None], True)
+
+
+def test_feature_arrays_are_named_by_the_model_version(database: psycopg.Connection) -> None:
+    prefix = f"writer-{uuid.uuid4().hex[:8]}-"
+    version = f"v-{prefix}"
+    names = ("amount", "speed_from_previous_kmh")
+    assert writer.feature_order(database, version, names) == names
+    assert writer.feature_order(database, version, names[::-1]) == names  # the first registration wins
+    with pytest.raises(writer.FeatureOrderMismatch, match="new version"):
+        writer.feature_order(database, version, ("amount", "another_feature"))
+    batch = rows(prefix, 3).assign(model_version=version)
+    with database.transaction():
+        writer.upsert_scored(database, batch)
+    named = database.execute("SELECT features FROM transaction_features WHERE transaction_id = %s",
+                             (prefix + "2",)).fetchone()[0]
+    assert named == {"amount": 12.5, "speed_from_previous_kmh": None}
 
 
 def test_labels_are_written_once(database: psycopg.Connection) -> None:
