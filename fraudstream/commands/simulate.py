@@ -26,20 +26,39 @@ def produce(
     max_events: Annotated[int | None, typer.Option("--max-events", help="Stop after this many events.")] = None,
     seed: Seed = 7,
     accounts: Accounts = 10_000,
-    fraud_share: FraudShare = 0.007,
+    fraud_share: Annotated[float | None, typer.Option(
+        "--fraud-share", help="Share of fraud among the simulated transactions (default 0.007; hacker mode "
+                              "sends only the fraud of a 0.3 share).")] = None,
+    time_scale: Annotated[float, typer.Option(
+        "--time-scale", min=0.0, help="Simulated seconds per second. 0: derived from --rate, so each account "
+                                      "transacts as often as in the simulated history (what the model expects); "
+                                      "1: wall clock (event time = send time, exactly --rate, for throughput "
+                                      "tests).")] = 0.0,
+    warm_up_days: Annotated[float, typer.Option(
+        "--warm-up-days", min=0.0, help="Simulated clock: first send this many simulated days before the start "
+                                        "as fast as possible, so a fresh processor knows the accounts.")] = 14.0,
 ) -> None:
-    """Send transactions keyed by account to Kafka at --rate (event time = now); labels follow later."""
+    """Send transactions keyed by account to Kafka at --rate; labels follow later.
+
+    By default on a simulated clock that continues after the promoted model's training history
+    (events carry simulated times); --time-scale 1 stamps the wall clock instead."""
     settings = get_settings()
+    if rate == 0 and time_scale == 0:
+        raise fail("--rate 0 (as fast as possible) needs an explicit --time-scale (1: wall clock)")
     try:
         kafka.wait_for_broker(settings)
     except kafka.KafkaUnavailable as error:
         raise fail(str(error)) from None
     summary = produce_live(settings, mode, rate or None, duration, max_events, seed, accounts=accounts,
-                           fraud_share=fraud_share)
+                           fraud_share=fraud_share, time_scale=time_scale or None,
+                           warm_up_days=warm_up_days if time_scale != 1 else 0.0)
+    clock = "wall clock" if summary.time_scale == 1 else f"simulated x{summary.time_scale:,.0f}"
     console.print(fraud_table(f"produced {summary.mode} traffic", summary.events_sent, summary.fraud_by_scenario, {
+        "clock": clock,
+        "warm-up events": f"{summary.warm_up_events:,}",
         "labels sent": f"{summary.labels_sent:,} ({summary.labels_sent_early:,} early, at shutdown)",
         "delivery failures": f"{summary.delivery_failures:,}",
-        "seconds": f"{summary.sending_s:.2f}",
+        "seconds (paced part)": f"{summary.sending_s:.2f}",
         "events/s achieved": f"{summary.rate_achieved:,.1f}",
     }))
     if summary.delivery_failures:

@@ -80,3 +80,38 @@ def test_hacker_mode_at_unlimited_rate_sends_only_fraud_and_every_label(
     labels = [orjson.loads(value) for _, value in consume_all(kafka_ready, labels_topic, 5_000, timeout_s=60)]
     assert len(labels) == 5_000
     assert all(label["is_fraud"] and label["scenario"] for label in labels)
+
+
+def test_simulated_clock_stamps_simulated_times_at_the_scale_and_labels_follow_that_clock(
+        kafka_ready: Settings, unique_topic: Callable[..., str]) -> None:
+    topic, labels_topic = unique_topic("produce-simulated", 6), unique_topic("produce-simulated-labels", 3)
+    start_us = 1_769_817_600_000_000  # 2026-01-31, right after a 30-day default history
+    began = time.time()
+    summary = produce_live(kafka_ready, "all", rate=500, duration_s=10, seed=17, progress=False,
+                           time_scale=None, start_us=start_us, warm_up_days=1.0, transactions_topic=topic,
+                           labels_topic=labels_topic)
+    took_s = time.time() - began
+    messages = consume_all(kafka_ready, topic, expected=summary.events_sent)
+    assert len(messages) == summary.events_sent and summary.delivery_failures == 0
+    frame = events.decode_transactions([value for _, value in messages]).frame
+    times = frame["event_time_us"].to_numpy()
+
+    # The scale is what makes the population's own rate 500/s: ~18,000 events a simulated day.
+    assert 2_000 < summary.time_scale < 3_000
+    warm = times < start_us
+    assert summary.warm_up_events == warm.sum()
+    assert times[warm].min() >= start_us - 86_400_000_000 and warm.sum() > 10_000  # one simulated day, at once
+    live = times[~warm]
+    span_us = summary.time_scale * 10 * 1e6
+    assert live.min() >= start_us and live.max() <= start_us + span_us * 1.05
+    assert live.max() >= start_us + span_us * 0.9  # the clock reached (about) scale x duration
+    assert 100 < len(live) / 10 < 1_000  # 500/s on average over a day; midnight UTC is quieter
+    assert took_s < 60 and abs(frame["event_time_us"].min() - began * 1e6) > 1e12  # not the wall clock
+
+    labels = consume_all(kafka_ready, labels_topic, expected=len(messages), timeout_s=30)
+    label_frame, rejected = events.decode_labels([value for _, value in labels])
+    assert rejected == [] and len(label_frame) == len(frame)
+    joined = label_frame.merge(frame[["transaction_id", "event_time_us"]], on="transaction_id")
+    delay_days = (joined["labeled_at_us"] - joined["event_time_us"]) / 86_400e6
+    assert (delay_days[joined["is_fraud"]].between(1, 21)).all()  # the history's chargeback delays
+    assert (delay_days[~joined["is_fraud"]].between(30, 45)).all()
