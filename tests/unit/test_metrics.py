@@ -1,0 +1,31 @@
+"""Engine metrics: the produce -> commit histogram is a latency whatever clock stamped the events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fraudstream.metrics import EngineMetrics
+
+pytestmark = pytest.mark.unit
+
+
+def test_produce_to_commit_uses_the_kafka_timestamp_not_the_simulated_event_time() -> None:
+    metrics = EngineMetrics("test")
+    committed_us = 1_800_000_000_000_000
+    simulated_event_times = np.array([1_769_817_600_000_000, 1_769_900_000_000_000])  # months earlier
+    metrics.observe_batch(duration_s=0.1, committed_at_us=committed_us, event_time_us=simulated_event_times,
+                          ingested_at_us=np.full(2, committed_us - 50_000), decisions={"approve": 2},
+                          dead_lettered=0, produced_at_us=np.array([committed_us - 80_000, committed_us - 120_000]))
+    value = metrics.registry.get_sample_value
+    assert value("fraudstream_produce_to_commit_seconds_bucket", {"le": "0.1"}) == 1
+    assert value("fraudstream_produce_to_commit_seconds_bucket", {"le": "0.15"}) == 2
+    assert value("fraudstream_produce_to_commit_seconds_sum") == pytest.approx(0.2)
+    assert value("fraudstream_event_time_to_commit_seconds_bucket", {"le": "60"}) == 0
+
+
+def test_without_kafka_timestamps_the_produce_histogram_stays_empty() -> None:
+    metrics = EngineMetrics("test")
+    metrics.observe_batch(duration_s=0.1, committed_at_us=10, event_time_us=np.zeros(3, dtype=np.int64),
+                          ingested_at_us=np.zeros(3, dtype=np.int64), decisions={}, dead_lettered=0)
+    assert metrics.registry.get_sample_value("fraudstream_produce_to_commit_seconds_count") == 0
