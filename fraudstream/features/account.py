@@ -52,6 +52,8 @@ HISTORY_TIME, HISTORY_CENTS, HISTORY_LATITUDE, HISTORY_LONGITUDE = range(4)
 SEEN_KIND, SEEN_HASH, SEEN_FIRST, SEEN_LAST = range(4)
 #: Novelty kinds, in the order of the is_new_* features.
 NOVELTY_COLUMNS = ("merchant_id", "device_id", "country", "payment_method")
+#: The batch columns account features read.
+COLUMNS = ("event_time_us", "account_id", "amount", "latitude", "longitude", "channel", *NOVELTY_COLUMNS)
 SQUARED_UNITS = 16.0
 MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR
@@ -102,16 +104,17 @@ class AccountFeatures:
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names + is_late) for every row, in the batch's order; updates the state."""
-        return pd.DataFrame(self.columns(batch), index=batch.index, copy=False)
+        columns = col.batch_columns(batch, COLUMNS)
+        return pd.DataFrame(self.columns(columns), index=batch.index, copy=False)
 
-    def columns(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
-        """process() as a dict of arrays (what FeatureState assembles without a DataFrame per part)."""
+    def columns(self, batch: col.Columns) -> dict[str, np.ndarray]:
+        """process() over arrays (col.batch_columns of COLUMNS), as a dict of arrays."""
         cfg = self.config
-        n = len(batch)
-        order, g, t, accounts = col.group_time_order(batch, "account_id")
-        cents = np.rint(batch["amount"].to_numpy(dtype=np.float64)[order] * 100).astype(np.int64)
-        lat_e6 = np.rint(batch["latitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)
-        lon_e6 = np.rint(batch["longitude"].to_numpy(dtype=np.float64)[order] * 1e6).astype(np.int64)
+        n = len(batch["event_time_us"])
+        order, g, t, accounts = col.group_time_order(batch["account_id"], batch["event_time_us"])
+        cents = np.rint(batch["amount"][order] * 100).astype(np.int64)
+        lat_e6 = np.rint(batch["latitude"][order] * 1e6).astype(np.int64)
+        lon_e6 = np.rint(batch["longitude"][order] * 1e6).astype(np.int64)
 
         slots = self.store.slots(np.asarray(accounts, dtype=object))
         starts = col.segment_starts(g)
@@ -204,7 +207,7 @@ class AccountFeatures:
         out["amount_zscore"] = np.where(count >= 2, zscore, np.nan)
 
     def _novelty(
-        self, batch: pd.DataFrame, order: np.ndarray, slots: np.ndarray, g: np.ndarray, t: np.ndarray
+        self, batch: col.Columns, order: np.ndarray, slots: np.ndarray, g: np.ndarray, t: np.ndarray
     ) -> dict[str, np.ndarray]:
         """is_new_* flags, and the remembered values updated (first/last use, capped per kind).
 
@@ -217,7 +220,7 @@ class AccountFeatures:
         n, kinds = t.size, len(NOVELTY_COLUMNS)
         seen, seen_group = self.store.gather("seen", slots)
         stored = len(seen)
-        hashes = [col.hash_values(batch[name].to_numpy(dtype=object)[order]) for name in NOVELTY_COLUMNS]
+        hashes = [col.hash_values(batch[name][order]) for name in NOVELTY_COLUMNS]
         # One exact key per (account, kind, value): remembered rows, then (kind, batch row) rows.
         batch_group_kind = (g * kinds + np.arange(kinds)[:, None]).ravel()
         group_kind = np.concatenate((seen_group * kinds + seen[:, SEEN_KIND], batch_group_kind))
@@ -296,7 +299,7 @@ class AccountFeatures:
         starts: np.ndarray,
         ends: np.ndarray,
         lon_e6: np.ndarray,
-        batch: pd.DataFrame,
+        batch: col.Columns,
         order: np.ndarray,
     ) -> None:
         local_us = t + np.rint(lon_e6 / 15.0 * 3_600.0).astype(np.int64)  # lon_e6/1e6/15 h in µs
@@ -308,8 +311,8 @@ class AccountFeatures:
         first_in_batch = np.repeat(t[starts], ends - starts)
         first_seen = np.minimum(state["first_seen_us"][g], first_in_batch)
         out["account_age_days"] = (t - first_seen) / MICROS_PER_DAY
-        out["channel_code"] = _codes(batch["channel"].to_numpy(dtype=object)[order], _CHANNELS)
-        out["payment_method_code"] = _codes(batch["payment_method"].to_numpy(dtype=object)[order], _PAYMENT_METHODS)
+        out["channel_code"] = _codes(batch["channel"][order], _CHANNELS)
+        out["payment_method_code"] = _codes(batch["payment_method"][order], _PAYMENT_METHODS)
 
     def _update(
         self,

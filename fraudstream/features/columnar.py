@@ -8,6 +8,8 @@ bit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -18,15 +20,26 @@ def hash_values(values: object) -> np.ndarray:
     return pd.util.hash_array(array, categorize=False).view(np.int64)
 
 
-def group_time_order(batch: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+#: A batch as plain arrays by column name: text as object arrays, times as int64 µs, numbers float64.
+Columns = Mapping[str, np.ndarray]
+
+_NUMBER_COLUMNS = {"event_time_us": np.int64, "amount": np.float64, "latitude": np.float64, "longitude": np.float64}
+
+
+def batch_columns(batch: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The named columns of a frame as arrays, converted once per batch: the feature parts read them many
+    times, and a DataFrame column lookup costs more than the arithmetic on a small batch."""
+    return {name: batch[name].to_numpy(dtype=_NUMBER_COLUMNS.get(name, object)) for name in names}
+
+
+def group_time_order(keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows ordered by (key, event time, arrival): (order, sorted group codes, sorted times, distinct keys).
 
     Arrival breaks ties so that equal timestamps keep the stream's order, in every engine.
     """
-    group_raw, keys = pd.factorize(batch[key].to_numpy(dtype=object))
-    time_raw = batch["event_time_us"].to_numpy(dtype=np.int64)
-    order = np.lexsort((np.arange(len(batch)), time_raw, group_raw))
-    return order, group_raw[order], time_raw[order], keys
+    group_raw, distinct = pd.factorize(keys)
+    order = np.lexsort((np.arange(len(keys)), times, group_raw))
+    return order, group_raw[order], times[order], distinct
 
 
 def segment_starts(group: np.ndarray) -> np.ndarray:

@@ -85,13 +85,14 @@ class MerchantFeatures:
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
-        return pd.DataFrame(self.columns(batch), index=batch.index, copy=False)
+        columns = col.batch_columns(batch, ("event_time_us", "merchant_id"))
+        return pd.DataFrame(self.columns(columns), index=batch.index, copy=False)
 
-    def columns(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
-        """process() as a dict of arrays."""
+    def columns(self, batch: col.Columns) -> dict[str, np.ndarray]:
+        """process() over arrays (col.batch_columns), as a dict of arrays."""
         cfg = self.config
-        n = len(batch)
-        order, g, t, merchants = col.group_time_order(batch, "merchant_id")
+        n = len(batch["event_time_us"])
+        order, g, t, merchants = col.group_time_order(batch["merchant_id"], batch["event_time_us"])
         slots = self.store.slots(np.asarray(merchants, dtype=object))
         starts = col.segment_starts(g)
         ends = np.append(starts[1:], n)

@@ -1,0 +1,67 @@
+"""The engine's Prometheus endpoint, scraped while it runs: counts, latencies (Kafka timestamp, ingest),
+batch durations, lag and the model in use."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from local_engine_harness import model_state_dir, new_run, stop, stream, wait_for_rows
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudstream import kafka
+from fraudstream.config import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, database: psycopg.Connection,
+                                                      tmp_path: Path) -> None:
+    run = new_run(kafka_ready, model_state_dir(kafka_ready), tmp_path / "logs")
+    prefix = f"metrics-{uuid.uuid4().hex[:8]}-"
+    port = free_port()
+    process = run.start("metrics", "--metrics-port", str(port))
+    try:
+        run.wait_for_log("metrics", "partition assigned", 1, process)
+        sent_at = time.time()
+        run.publish(stream(600, prefix))
+        producer = kafka.producer(run.settings)
+        for payload in (b"{not json", b'{"transaction_id": "x"}'):
+            producer.produce(run.settings.transactions_topic, value=payload, partition=0)
+        assert producer.flush(30) == 0
+        assert wait_for_rows(database, prefix, 600, 120, (process,)) == 600
+        deadline = time.monotonic() + 30
+        while (metrics := scrape(port)).get(("fraudstream_events_total", (("outcome", "dead_lettered"),))) != 2:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
+        waited_s = time.time() - sent_at
+    finally:
+        stop(process)
+
+    assert metrics[("fraudstream_events_total", (("outcome", "scored"),))] == 600
+    assert sum(value for (name, _), value in metrics.items() if name == "fraudstream_decisions_total") == 600
+    for latency in ("produce_to_commit", "ingest_to_commit", "event_time_to_commit"):
+        assert metrics[(f"fraudstream_{latency}_seconds_count", ())] == 600
+    produce_mean_s = metrics[("fraudstream_produce_to_commit_seconds_sum", ())] / 600
+    assert 0 < produce_mean_s < waited_s  # from the producer's send, not from the simulated event times
+    assert metrics[("fraudstream_batch_duration_seconds_count", ())] >= 1
+    version = run.settings.models_dir.joinpath("PRODUCTION").read_text().strip()
+    assert metrics[("fraudstream_model_info", (("model_version", version),))] == 1
+    assert any(name == "fraudstream_consumer_lag" for name, _ in metrics)
