@@ -12,7 +12,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-import orjson
 import pandas as pd
 import psycopg
 import pytest
@@ -79,8 +78,10 @@ def dead_letters(settings: Settings) -> dict[str, str]:
 
 
 def features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The stored features (JSON, null for a missing value) as a float frame aligned with the rows."""
-    rows = [orjson.loads(text) for text in frame["features"]]
+    """The stored features (a double precision[] as text, NULL for a missing value, in the model version's
+    model_features order) as a float frame aligned with the rows; columns are positions."""
+    rows = [[float("nan") if value == "NULL" else float(value) for value in text.strip("{}").split(",") if value]
+            for text in frame["features"]]
     return pd.DataFrame(rows, index=frame.index).astype(float)
 
 
