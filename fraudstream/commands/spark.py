@@ -22,10 +22,12 @@ def submit(
     app_name: str = typer.Option("fraudstream", help="Application and query name."),
     max_offsets_per_trigger: int = typer.Option(50_000, min=1, help="Most Kafka records per micro-batch."),
     trigger_interval: float = typer.Option(0.0, min=0.0, help="Seconds between micro-batches (0: back to back)."),
-    shuffle_partitions: int = typer.Option(0, min=0, help="Stateful parallelism, frozen in the checkpoint "
-                                           "(0: one per partition of the transactions topic)."),
-    cores_max: int = typer.Option(2, min=1, help="Executor cores to take from the cluster."),
-    executor_memory: str = typer.Option("512m", help="Memory per executor."),
+    shuffle_partitions: int = typer.Option(0, min=0, help="Stateful tasks per batch, frozen in the checkpoint "
+                                           "(0: one per executor core, at most one per transactions partition)."),
+    cores_max: int | None = typer.Option(None, min=1, help="Executor cores to take from the cluster "
+                                         "(default: 2 on the local cluster; spark-submit's with --master keep)."),
+    executor_memory: str | None = typer.Option(None, help="Memory per executor (default: 512m on the local "
+                                               "cluster; spark-submit's with --master keep)."),
     max_events: int | None = typer.Option(None, min=1, help="Stop after this many new events (tests)."),
     duration: float | None = typer.Option(None, min=0.0, help="Stop after this many seconds (tests)."),
 ) -> None:

@@ -1,4 +1,5 @@
-"""The Spark engine's stateful step: one FeatureState per Kafka partition inside transformWithStateInPandas.
+"""The Spark engine's one Python step: a Kafka partition's FeatureState, scoring and writes inside
+transformWithStateInPandas.
 
 Why grouped by Kafka partition and not by account: the feature state is scoped per partition of the
 transactions topic in both engines (merchant features are computed over the partition's stream, labels
@@ -8,9 +9,24 @@ milliseconds per key per batch (Python <-> JVM state calls), and a batch touches
 accounts but only a handful of partitions. The state value is the core's own snapshot (an npz of plain
 arrays, no pickle), restored and re-taken once per key per batch.
 
-Labels are fanned out to every partition key before the grouping and applied before that batch's
-transactions, as the local engine does; only the key ``LABEL_OWNER`` emits them (and their dead
-letters) downstream, so that each label is stored once.
+Grouping keys are chosen so that Spark's hash partitioning sends each Kafka partition to its own
+shuffle partition (``state_keys``): with the partition number itself as key, Murmur3 put three of six
+partitions in one task and left two tasks empty, so one core did half of every batch.
+
+Per key and batch, ``handleInputRows`` does (``fraudstream.engines.spark_sink`` holds steps 4-6):
+
+1. Restore the partition's FeatureState from the state store (empty on the first batch).
+2. Apply the batch's labels (every key gets every label; labels are global) before its transactions.
+3. Decode and validate the transactions in offset order; compute their features.
+4. Score them with the model version the driver chose at this batch boundary; build rows and alerts.
+5. Produce alerts and dead letters (only the key ``label owner`` dead-letters and stores the labels).
+6. Upsert rows and labels in one database transaction (ON CONFLICT DO NOTHING).
+7. Store the new snapshot in the state store and emit one row of counts.
+
+Spark commits the state and the batch's offsets only after every task returned and the driver's
+foreachBatch finished; a task or driver that dies replays the batch from the previous state version,
+and the idempotent upsert keeps the rows already written. Scoring here instead of in a second Python
+operator spares a JVM <-> Python round trip of every wide feature row.
 """
 
 from __future__ import annotations
@@ -18,64 +34,71 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
-from pyspark.sql.types import (
-    BinaryType,
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.types import BinaryType, LongType, StructField, StructType
 
 from fraudstream import pipeline
-from fraudstream.events import TRANSACTION_COLUMNS, decode_labels
-from fraudstream.features import FeatureConfig, FeatureState, feature_names
+from fraudstream.config import Settings
+from fraudstream.engines import spark_sink
+from fraudstream.events import decode_labels
+from fraudstream.features import FeatureConfig, FeatureState
 
-#: Grouping key: the transactions partition a record belongs to (labels: every partition).
-KEY_COLUMN = "state_partition"
-#: The key whose output carries the labels and the label dead letters.
-LABEL_OWNER = 0
-
-#: What each output row is.
-TRANSACTION, REJECTED, LABEL = "transaction", "rejected", "label"
-
-_SPARK_TYPES = {"object": StringType(), "int64": LongType(), "float64": DoubleType()}
-SOURCE_FIELDS = [
-    StructField("kind", StringType(), False),
-    StructField("topic", StringType(), False),
-    StructField("kafka_partition", IntegerType(), False),
-    StructField("kafka_offset", LongType(), False),
-    StructField("key", BinaryType(), True),
-    StructField("value", BinaryType(), True),  # original bytes: only for dead letters and labels
-    StructField("reason", StringType(), True),
-]
-#: Feature columns are prefixed in the output: a feature may share a transaction column's name ("amount").
-FEATURE_PREFIX = "feature_"
+#: Grouping key (LongType): stands for one transactions partition (labels: every partition's key).
+KEY_COLUMN = "state_key"
 STATE_SCHEMA = StructType([StructField("snapshot", BinaryType(), False)])
+#: The counts each key emits per batch (summed by the driver).
+COUNTS = ("scored", "written", "dead_lettered", "alerted", "labels")
+OUTPUT_SCHEMA = StructType([StructField(name, LongType(), False) for name in COUNTS])
+
+_MASK = 0xFFFFFFFF
+#: Spark's hash partitioning: Murmur3Hash(keys, seed 42), pmod the number of shuffle partitions.
+_SPARK_HASH_SEED = 42
 
 
-def output_schema(config: FeatureConfig) -> StructType:
-    """Source bookkeeping, the decoded transaction, its features: one row per input record."""
-    return StructType([
-        *SOURCE_FIELDS,
-        *(StructField(name, _SPARK_TYPES[dtype], True) for name, dtype in TRANSACTION_COLUMNS.items()),
-        *(StructField(FEATURE_PREFIX + name, DoubleType(), True) for name in feature_names(config)),
-        StructField("is_late", BooleanType(), True),
-    ])
+def _rotl(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (32 - bits))) & _MASK
+
+
+def _mix_k1(k1: int) -> int:
+    return (_rotl((k1 * 0xCC9E2D51) & _MASK, 15) * 0x1B873593) & _MASK
+
+
+def _mix_h1(h1: int, k1: int) -> int:
+    return (_rotl(h1 ^ k1, 13) * 5 + 0xE6546B64) & _MASK
+
+
+def spark_hash_long(value: int, seed: int = _SPARK_HASH_SEED) -> int:
+    """Spark's ``hash(CAST(value AS BIGINT))`` (Murmur3_x86_32.hashLong), as a signed 32-bit int."""
+    unsigned = value & 0xFFFFFFFFFFFFFFFF
+    h1 = _mix_h1(seed & _MASK, _mix_k1(unsigned & _MASK))
+    h1 = _mix_h1(h1, _mix_k1(unsigned >> 32)) ^ 8
+    h1 = ((h1 ^ (h1 >> 16)) * 0x85EBCA6B) & _MASK
+    h1 = ((h1 ^ (h1 >> 13)) * 0xC2B2AE35) & _MASK
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 >= 1 << 31 else h1
+
+
+def state_keys(partitions: int, shuffle_partitions: int) -> list[int]:
+    """For each transactions partition p, the smallest key >= 0 that Spark's hash partitioning sends to
+    shuffle partition ``p % shuffle_partitions``: the partitions spread evenly over the stateful tasks."""
+    keys: list[int] = []
+    for partition in range(partitions):
+        candidate = 0
+        while spark_hash_long(candidate) % shuffle_partitions != partition % shuffle_partitions or candidate in keys:
+            candidate += 1
+        keys.append(candidate)
+    return keys
 
 
 class PartitionFeatures(StatefulProcessor):
-    """transformWithStateInPandas processor: the partition's FeatureState in, features out, state back."""
+    """transformWithStateInPandas processor: state in, features, scores and writes, state and counts out."""
 
-    def __init__(self, config: FeatureConfig, transactions_topic: str) -> None:
+    def __init__(self, config: FeatureConfig, settings: Settings, label_owner: int) -> None:
         self.config = config
-        self.transactions_topic = transactions_topic
-        self.columns = [field.name for field in output_schema(config).fields]
+        self.settings = settings
+        #: The key that stores the labels and dead-letters the bad ones (each label reaches every key).
+        self.label_owner = label_owner
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.state = handle.getValueState("features", STATE_SCHEMA)
@@ -84,13 +107,26 @@ class PartitionFeatures(StatefulProcessor):
                         timerValues: TimerValues) -> Iterator[pd.DataFrame]:
         """Labels first, then the partition's transactions in offset order (event order per account)."""
         records = pd.concat(list(rows), ignore_index=True)
+        batch = spark_sink.BatchContext.current()
         features = self._restore()
-        is_transaction = (records["topic"] == self.transactions_topic).to_numpy()
-        outputs = [self._labels(records[~is_transaction], features, owner=key[0] == LABEL_OWNER)]
+        is_transaction = (records["topic"] == self.settings.transactions_topic).to_numpy()
+        label_records = records[~is_transaction]
+        labels, rejected_labels = decode_labels(label_records["value"].tolist())
+        if not labels.empty:
+            features.apply_labels(labels)
+        owner = key[0] == self.label_owner
+        letters = _letters(label_records, rejected_labels) if owner else []
+
         transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
-        outputs.append(self._transactions(transactions, features))
+        decoded = pipeline.decode(transactions["value"].tolist())
+        letters += _letters(transactions, decoded.rejected)
+        computed = features.process(decoded.frame).reset_index(drop=True)
+        valid = decoded.frame.reset_index(drop=True)
+        valid["kafka_partition"] = transactions["partition"].to_numpy()[decoded.positions].astype("int32")
+        valid["kafka_offset"] = transactions["offset"].to_numpy()[decoded.positions].astype("int64")
+        counts = spark_sink.write(self.settings, batch, valid, computed, labels if owner else labels.iloc[:0], letters)
         self.state.update((features.snapshot(),))
-        yield _object_strings(pd.concat(outputs, ignore_index=True)[self.columns])
+        yield pd.DataFrame({name: [counts[name]] for name in COUNTS})
 
     def _restore(self) -> FeatureState:
         if not self.state.exists():
@@ -101,56 +137,11 @@ class PartitionFeatures(StatefulProcessor):
                              "the model's: start the job with a new checkpoint location")
         return features
 
-    def _labels(self, records: pd.DataFrame, features: FeatureState, owner: bool) -> pd.DataFrame:
-        payloads = records["value"].tolist()
-        labels, rejected = decode_labels(payloads)
-        if not labels.empty:
-            features.apply_labels(labels)
-        if not owner or records.empty:
-            return _source(records.iloc[:0], TRANSACTION)
-        out = _source(records, LABEL)
-        for item in rejected:
-            out.loc[item.position, ["kind", "reason"]] = [REJECTED, item.reason]
-        return out
 
-    def _transactions(self, records: pd.DataFrame, features: FeatureState) -> pd.DataFrame:
-        decoded = pipeline.decode(records["value"].tolist())
-        out = _source(records, TRANSACTION)
-        for item in decoded.rejected:
-            out.loc[item.position, ["kind", "reason"]] = [REJECTED, item.reason]
-        valid = out.loc[decoded.positions].reset_index(drop=True)
-        valid["value"] = None
-        computed = features.process(decoded.frame).reset_index(drop=True)
-        names = feature_names(self.config)
-        computed = computed.astype(dict.fromkeys(names, np.float64)).rename(
-            columns={name: FEATURE_PREFIX + name for name in names})
-        valid = pd.concat([valid, decoded.frame.reset_index(drop=True), computed], axis=1)
-        return pd.concat([valid, out[out["kind"] == REJECTED]], ignore_index=True)
-
-
-def features_of(frame: pd.DataFrame) -> pd.DataFrame:
-    """The core's feature frame (FEATURE_NAMES + is_late) back from output rows."""
-    columns = [name for name in frame.columns if name.startswith(FEATURE_PREFIX)]
-    features = frame[columns].rename(columns=lambda name: name[len(FEATURE_PREFIX):])
-    features["is_late"] = frame["is_late"].astype(bool).to_numpy()
-    return features.reset_index(drop=True)
-
-
-def _object_strings(frame: pd.DataFrame) -> pd.DataFrame:
-    """pyspark 4.2 cannot send pandas 3's Arrow-backed string columns back to the JVM: use object columns."""
-    strings = [name for name in frame.columns if isinstance(frame[name].dtype, pd.StringDtype)]
-    return frame.astype(dict.fromkeys(strings, object)) if strings else frame
-
-
-def _source(records: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """The bookkeeping columns of the output for these input records."""
-    size = len(records)
-    return pd.DataFrame({
-        "kind": np.full(size, kind, dtype=object),
-        "topic": records["topic"].to_numpy(dtype=object),
-        "kafka_partition": records["partition"].to_numpy(dtype=np.int32),
-        "kafka_offset": records["offset"].to_numpy(dtype=np.int64),
-        "key": records["key"].to_numpy(dtype=object),
-        "value": records["value"].to_numpy(dtype=object),
-        "reason": np.full(size, None, dtype=object),
-    })
+def _letters(records: pd.DataFrame, rejected: list) -> list[pipeline.DeadLetter]:
+    """Dead letters of these source records (one topic per call)."""
+    if not rejected:
+        return []
+    return pipeline.dead_letters(records["key"].tolist(), records["value"].tolist(), rejected,
+                                 topic=str(records["topic"].iloc[0]), partitions=records["partition"].tolist(),
+                                 offsets=records["offset"].tolist(), engine=spark_sink.ENGINE)
