@@ -1,17 +1,22 @@
 """Spark engine throughput and batch latency on the local standalone cluster, side by side in one run with
 the local engine and with the seed's job design, over the same simulated events.
 
-.venv/bin/python bench/bench_spark.py [--events 60000] [--seed-events 6000]
+.venv/bin/python bench/bench_spark.py [--events 120000] [--seed-events 60000] [--max-offsets-per-trigger 20000 ...]
 
 - spark job: ``fraudstream spark submit``'s job (per-partition state, executor-side vectorized scoring,
   idempotent upsert), driver in this process, on the cluster of ``fraudstream services up spark``.
 - local engine: ``fraudstream process`` (one member) in this process.
 - seed design: the same Kafka source on the same cluster, decoded with from_json, scored by a
   row-at-a-time Python UDF that builds a one-row pandas DataFrame and calls the same LightGBM model per
-  row (as the seed's job does). It computes no stateful features, no reason codes, and its sink only
-  counts the rows: it does far less work per event than the two engines, so the ratio is conservative.
+  row (as the seed's job does); its foreachBatch sink collects (transaction_id, score) and COPYs them into
+  a PostgreSQL table. The UDF counts its calls in an accumulator and the bench checks one call per event:
+  a sink that only counted rows would let Spark prune the score column, and the UDF would never run.
+  It computes no stateful features and no reason codes: it does less work per event than the two
+  engines, so the ratio is conservative.
 
-Steady-state figures leave out each engine's first batch (Spark's first batch includes 15-45 s of start-up).
+Both Spark designs run with the same maxOffsetsPerTrigger (the first value of --max-offsets-per-trigger;
+more values give more rows for the Spark job). Steady-state figures leave out each engine's first batch
+(Spark's first batch includes 15-45 s of start-up).
 Batch duration: Spark jobs, the foreachBatch wall time (the whole micro-batch is computed inside it);
 local engine, from poll to database commit, from the rows' own ingested_at/written_at. Results: a table
 and bench/results/bench_spark-<time>.json.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -38,7 +44,13 @@ from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model
 from fraudstream.engines.feed import publish_frame
 from fraudstream.engines.local import EngineOptions, run_local_engine
-from fraudstream.engines.spark_job import JobOptions, run_spark_job, spark_session
+from fraudstream.engines.spark_job import (
+    LOCAL_CLUSTER_RESOURCES,
+    JobOptions,
+    default_shuffle_partitions,
+    run_spark_job,
+    spark_session,
+)
 from fraudstream.services import manager
 from fraudstream.services.spark import master_url
 from fraudstream.simulate.backfill import simulate_history
@@ -63,11 +75,13 @@ def publish(settings: Settings, events: pd.DataFrame, prefix: str) -> None:
     assert producer.flush(60) == 0
 
 
-def summary(name: str, events: int, durations_s: list[float], sizes: list[int], steady_s: float) -> dict:
+def summary(name: str, events: int, durations_s: list[float], sizes: list[int], steady_s: float,
+            **extra: object) -> dict:
     """Figures of one engine: steady events/s (first batch left out) and batch duration percentiles."""
     steady_events = sum(sizes[1:])
     return {
-        "engine": name, "events": events, "batches": len(sizes),
+        "engine": name, "events": events, "batches": len(sizes), **extra,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
         "first_batch_s": durations_s[0] if durations_s else None,
         "steady_events_per_s": steady_events / steady_s if steady_s > 0 else None,
         "batch_p50_s": float(np.percentile(durations_s[1:], 50)) if len(durations_s) > 1 else None,
@@ -76,15 +90,19 @@ def summary(name: str, events: int, durations_s: list[float], sizes: list[int], 
     }
 
 
-def bench_spark_job(settings: Settings, events: int, max_offsets: int, checkpoint: Path) -> dict:
+def bench_spark_job(settings: Settings, events: int, max_offsets: int, shuffle_partitions: int,
+                    checkpoint: Path) -> dict:
     options = JobOptions(master=master_url(settings), checkpoint=str(checkpoint), app_name="bench-spark",
-                         max_offsets_per_trigger=max_offsets, max_events=events)
+                         max_offsets_per_trigger=max_offsets, shuffle_partitions=shuffle_partitions, max_events=events)
     started = time.perf_counter()
     reports = run_spark_job(settings, options)
     log.info("spark job done in %.1f s", time.perf_counter() - started)
     durations = [r.duration_s for r in reports]
-    return summary("spark job (this repo)", sum(r.scored for r in reports), durations,
-                   [r.scored for r in reports], sum(durations[1:]))
+    stateful_tasks = shuffle_partitions or default_shuffle_partitions(
+        settings.transactions_partitions, int(LOCAL_CLUSTER_RESOURCES["spark.cores.max"]))
+    return summary(f"spark job (this repo), {max_offsets:,}/trigger, {stateful_tasks} stateful tasks",
+                   sum(r.scored for r in reports), durations, [r.scored for r in reports], sum(durations[1:]),
+                   max_offsets_per_trigger=max_offsets, shuffle_partitions=stateful_tasks)
 
 
 def bench_local(settings: Settings, events: int, prefix: str) -> dict:
@@ -99,14 +117,18 @@ def bench_local(settings: Settings, events: int, prefix: str) -> dict:
     durations = [float(b[0]) for b in batches]
     sizes = [int(b[1]) for b in batches]
     steady_s = float(batches[-1][3]) - float(batches[1][2]) if len(batches) > 1 else 0.0
-    return summary("local engine", sum(sizes), durations, sizes, steady_s)
+    return summary("local engine (one member)", sum(sizes), durations, sizes, steady_s)
 
 
-def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpoint: Path) -> dict:
-    """The seed's design on the same cluster: from_json, then a Python UDF per row building a DataFrame."""
+SEED_SCORES_TABLE = "bench_seed_scores"
+
+
+def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpoint: Path, prefix: str) -> dict:
+    """The seed's design on the same cluster: from_json, a Python UDF per row building a DataFrame, and a
+    sink that stores every (transaction_id, score) in PostgreSQL. The UDF's calls are counted."""
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
-    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     from fraudstream.model.registry import Registry
 
@@ -114,9 +136,13 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
     schema = StructType([StructField("transaction_id", StringType()), StructField("account_id", StringType()),
                          StructField("amount", DoubleType()), StructField("event_time", StringType())])
     loaded = {}
+    spark = spark_session(settings, JobOptions(master=master_url(settings), app_name="bench-seed"),
+                          settings.transactions_partitions)
+    udf_calls = spark.sparkContext.accumulator(0)
 
     def score_row(amount: float, event_time: str) -> float:
         """The seed's UDF: one event in, a one-row DataFrame built, the model called, one float out."""
+        udf_calls.add(1)
         if version not in loaded:  # once per Python worker
             loaded[version] = Registry(models_dir).load(version)
         artifact = loaded[version]
@@ -124,40 +150,58 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
         row["amount"], row["hour_of_day"] = amount, float(event_time[11:13])
         return float(artifact.booster.predict(pd.DataFrame([row]), num_threads=1)[0])
 
-    spark = spark_session(settings, JobOptions(master=master_url(settings), app_name="bench-seed"),
-                          settings.transactions_partitions)
     score = F.udf(score_row, DoubleType())
     reports: list[tuple[float, int]] = []
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {SEED_SCORES_TABLE} "
+                           "(transaction_id text PRIMARY KEY, score double precision NOT NULL)")
 
     def sink(batch: DataFrame, batch_id: int) -> None:
+        """Every score materialized and stored: the UDF runs once per event (no column to prune)."""
         started = time.perf_counter()
-        count = batch.count()
-        if count:
-            reports.append((time.perf_counter() - started, count))
+        scored = batch.select("transaction_id", "score").toPandas()
+        if scored.empty:
+            return
+        with (psycopg.connect(settings.database_url) as connection, connection.cursor() as cursor,
+              cursor.copy(f"COPY {SEED_SCORES_TABLE} (transaction_id, score) FROM STDIN") as copy):
+            for row in scored.itertuples(index=False):
+                copy.write_row(row)
+        reports.append((time.perf_counter() - started, len(scored)))
 
     decoded = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap)
                .option("subscribe", settings.transactions_topic).option("startingOffsets", "earliest")
                .option("maxOffsetsPerTrigger", max_offsets).load()
                .select(F.from_json(F.col("value").cast("string"), schema).alias("event")).select("event.*"))
-    query = (decoded.withColumn("score", score("amount", "event_time")).withColumn("n", F.lit(1).cast(LongType()))
+    query = (decoded.withColumn("score", score("amount", "event_time"))
              .writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint)).start())
+    arrow_udfs = spark.conf.get("spark.sql.execution.pythonUDF.arrow.enabled")
     try:
         while query.isActive and sum(size for _, size in reports) < events:
             query.awaitTermination(0.5)
     finally:
         query.stop()
         spark.stop()
+    with psycopg.connect(settings.database_url) as connection:
+        stored = connection.execute(f"SELECT count(*) FROM {SEED_SCORES_TABLE} WHERE transaction_id LIKE %s",
+                                    (prefix + "%",)).fetchone()[0]
     durations = [duration for duration, _ in reports]
     sizes = [size for _, size in reports]
-    return summary("seed design (row-at-a-time UDF)", sum(sizes), durations, sizes, sum(durations[1:]))
+    log.info("seed design: %d events, %d UDF calls, %d scores stored", sum(sizes), udf_calls.value, stored)
+    if udf_calls.value < sum(sizes) or stored != sum(sizes):
+        raise RuntimeError(f"seed design did not score every event: {udf_calls.value} UDF calls, {stored} stored "
+                           f"scores for {sum(sizes)} events")
+    return summary(f"seed design (row-at-a-time UDF), {max_offsets:,}/trigger", sum(sizes), durations, sizes,
+                   sum(durations[1:]), max_offsets_per_trigger=max_offsets, udf_calls=udf_calls.value,
+                   scores_stored=stored, arrow_python_udfs=arrow_udfs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=60_000)
-    parser.add_argument("--seed-events", type=int, default=6_000, help="The seed design is slow: fewer events.")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=20_000)
-    parser.add_argument("--seed-max-offsets-per-trigger", type=int, default=2_000)
+    parser.add_argument("--events", type=int, default=120_000)
+    parser.add_argument("--seed-events", type=int, default=60_000, help="The seed design is slow: fewer events.")
+    parser.add_argument("--max-offsets-per-trigger", type=int, nargs="+", default=[20_000, 50_000],
+                        help="The Spark job runs once per value; the seed design uses the first.")
+    parser.add_argument("--shuffle-partitions", type=int, default=0, help="Stateful tasks (0: the job's default).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base = get_settings()
@@ -169,9 +213,11 @@ def main() -> None:
     work = base.state_dir / "bench" / f"spark-{tag}"
     results = []
 
-    spark_settings = fresh_topics(base, f"spark-{tag}")
-    publish(spark_settings, events, f"bench-spark-{tag}-")
-    results.append(bench_spark_job(spark_settings, len(events), args.max_offsets_per_trigger, work / "spark"))
+    for max_offsets in args.max_offsets_per_trigger:
+        spark_settings = fresh_topics(base, f"spark-{max_offsets}-{tag}")
+        publish(spark_settings, events, f"bench-spark-{max_offsets}-{tag}-")
+        results.append(bench_spark_job(spark_settings, len(events), max_offsets, args.shuffle_partitions,
+                                       work / f"spark-{max_offsets}"))
 
     local_settings = fresh_topics(base, f"local-{tag}")
     publish(local_settings, events, f"bench-local-{tag}-")
@@ -180,24 +226,29 @@ def main() -> None:
     seed_settings = fresh_topics(base, f"seed-{tag}")
     seed_events = events.head(args.seed_events)
     publish(seed_settings, seed_events, f"bench-seed-{tag}-")
-    results.append(bench_seed_design(seed_settings, len(seed_events), args.seed_max_offsets_per_trigger, work / "seed"))
+    results.append(bench_seed_design(seed_settings, len(seed_events), args.max_offsets_per_trigger[0], work / "seed",
+                                     f"bench-seed-{tag}-"))
 
-    ours, seed = results[0]["steady_events_per_s"], results[2]["steady_events_per_s"]
+    # Same maxOffsetsPerTrigger on both sides of the ratio.
+    ours, seed = results[0]["steady_events_per_s"], results[-1]["steady_events_per_s"]
     ratio = ours / seed if ours and seed else None
     table = Table(title=f"Spark engine on a local standalone cluster (2 workers x 1 core), {len(events):,} events")
-    for column in ("engine", "events", "batches", "first batch s", "steady events/s", "batch p50 s", "batch p99 s"):
+    for column in ("engine", "events", "batches", "first batch s", "steady events/s", "batch p50 s", "batch p99 s",
+                   "load 1m"):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for row in results:
         table.add_row(row["engine"], f"{row['events']:,}", str(row["batches"]), _fmt(row["first_batch_s"], 1),
-                      _fmt(row["steady_events_per_s"], 0), _fmt(row["batch_p50_s"], 2), _fmt(row["batch_p99_s"], 2))
-    table.caption = f"spark job / seed design, steady events/s: {_fmt(ratio, 1)}x"
+                      _fmt(row["steady_events_per_s"], 0), _fmt(row["batch_p50_s"], 2), _fmt(row["batch_p99_s"], 2),
+                      _fmt(row["load_average_1m_after"], 1))
+    table.caption = (f"spark job / seed design at {args.max_offsets_per_trigger[0]:,} per trigger, steady events/s: "
+                     f"{_fmt(ratio, 1)}x; seed UDF calls {results[-1]['udf_calls']:,} for {results[-1]['events']:,} "
+                     "events")
     Console(width=140).print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"bench_spark-{stamp}.json").write_text(json.dumps(
         {"events": len(events), "results": results, "spark_to_seed_ratio": ratio,
-         "max_offsets_per_trigger": args.max_offsets_per_trigger,
-         "seed_max_offsets_per_trigger": args.seed_max_offsets_per_trigger}, indent=2))
+         "max_offsets_per_trigger": args.max_offsets_per_trigger, "cpu_count": os.cpu_count()}, indent=2))
 
 
 def _fmt(value: float | None, digits: int) -> str:
