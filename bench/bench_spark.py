@@ -16,7 +16,9 @@ the local engine and with the seed's job design, over the same simulated events.
 
 Both Spark designs run with the same maxOffsetsPerTrigger (the first value of --max-offsets-per-trigger;
 more values give more rows for the Spark job). Steady-state figures leave out each engine's first batch
-(Spark's first batch includes 15-45 s of start-up).
+(Spark's first batch includes 15-45 s of start-up): steady events/s = events after the first batch / wall
+time from the end of the first batch to the end of the last (so Spark's planning and checkpoint commits
+between batches count).
 Batch duration: Spark jobs, the foreachBatch wall time (the whole micro-batch is computed inside it);
 local engine, from poll to database commit, from the rows' own ingested_at/written_at. Results: a table
 and bench/results/bench_spark-<time>.json.
@@ -101,7 +103,8 @@ def bench_spark_job(settings: Settings, events: int, max_offsets: int, shuffle_p
     stateful_tasks = shuffle_partitions or default_shuffle_partitions(
         settings.transactions_partitions, int(LOCAL_CLUSTER_RESOURCES["spark.cores.max"]))
     return summary(f"spark job (this repo), {max_offsets:,}/trigger, {stateful_tasks} stateful tasks",
-                   sum(r.scored for r in reports), durations, [r.scored for r in reports], sum(durations[1:]),
+                   sum(r.scored for r in reports), durations, [r.scored for r in reports],
+                   reports[-1].finished_at - reports[0].finished_at if reports else 0.0,
                    max_offsets_per_trigger=max_offsets, shuffle_partitions=stateful_tasks)
 
 
@@ -151,7 +154,7 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
         return float(artifact.booster.predict(pd.DataFrame([row]), num_threads=1)[0])
 
     score = F.udf(score_row, DoubleType())
-    reports: list[tuple[float, int]] = []
+    reports: list[tuple[float, int, float]] = []
     with psycopg.connect(settings.database_url, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE IF NOT EXISTS {SEED_SCORES_TABLE} "
                            "(transaction_id text PRIMARY KEY, score double precision NOT NULL)")
@@ -166,7 +169,7 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
               cursor.copy(f"COPY {SEED_SCORES_TABLE} (transaction_id, score) FROM STDIN") as copy):
             for row in scored.itertuples(index=False):
                 copy.write_row(row)
-        reports.append((time.perf_counter() - started, len(scored)))
+        reports.append((time.perf_counter() - started, len(scored), time.time()))
 
     decoded = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap)
                .option("subscribe", settings.transactions_topic).option("startingOffsets", "earliest")
@@ -176,7 +179,7 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
              .writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint)).start())
     arrow_udfs = spark.conf.get("spark.sql.execution.pythonUDF.arrow.enabled")
     try:
-        while query.isActive and sum(size for _, size in reports) < events:
+        while query.isActive and sum(report[1] for report in reports) < events:
             query.awaitTermination(0.5)
     finally:
         query.stop()
@@ -184,15 +187,15 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
     with psycopg.connect(settings.database_url) as connection:
         stored = connection.execute(f"SELECT count(*) FROM {SEED_SCORES_TABLE} WHERE transaction_id LIKE %s",
                                     (prefix + "%",)).fetchone()[0]
-    durations = [duration for duration, _ in reports]
-    sizes = [size for _, size in reports]
+    durations = [report[0] for report in reports]
+    sizes = [report[1] for report in reports]
     log.info("seed design: %d events, %d UDF calls, %d scores stored", sum(sizes), udf_calls.value, stored)
     if udf_calls.value < sum(sizes) or stored != sum(sizes):
         raise RuntimeError(f"seed design did not score every event: {udf_calls.value} UDF calls, {stored} stored "
                            f"scores for {sum(sizes)} events")
     return summary(f"seed design (row-at-a-time UDF), {max_offsets:,}/trigger", sum(sizes), durations, sizes,
-                   sum(durations[1:]), max_offsets_per_trigger=max_offsets, udf_calls=udf_calls.value,
-                   scores_stored=stored, arrow_python_udfs=arrow_udfs)
+                   reports[-1][2] - reports[0][2] if reports else 0.0, max_offsets_per_trigger=max_offsets,
+                   udf_calls=udf_calls.value, scores_stored=stored, arrow_python_udfs=arrow_udfs)
 
 
 def main() -> None:

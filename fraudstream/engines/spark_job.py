@@ -79,6 +79,8 @@ class BatchReport:
     alerted: int
     labels: int
     model_version: str
+    #: Wall-clock time (time.time()) when foreachBatch returned.
+    finished_at: float = 0.0
 
 
 def default_shuffle_partitions(partitions: int, cores: int) -> int:
@@ -162,7 +164,7 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
         BatchContext(models.version, time.time_ns() // 1000).publish(spark.sparkContext)
         counts = batch.collect()  # the batch's one job: one small row per key
         totals = [sum(row[name] for row in counts) for name in COUNTS]
-        report = BatchReport(batch_id, time.perf_counter() - started, *totals, models.version)
+        report = BatchReport(batch_id, time.perf_counter() - started, *totals, models.version, time.time())
         if report.scored or report.dead_lettered or report.labels:
             reports.append(report)
             log.info("batch committed id=%d scored=%d written=%d dead_lettered=%d alerts=%d labels=%d "
