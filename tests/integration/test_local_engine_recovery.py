@@ -65,6 +65,8 @@ def test_sigkill_at_random_moments_keeps_every_event_once_with_clean_run_scores(
         progress.append(count_rows(database, prefix))
     producer.join()
     processor = killed.start("member", "--batch-size", "2000")
+    # The last kill may land after every event is written: wait for this one to run (and own its SIGTERM).
+    killed.wait_for_log("member", "engine started", KILLS + 1, processor)
     final = wait_for_rows(database, prefix, EVENTS, 300, (processor,))
     time.sleep(2)  # anything written late would show as an extra row
     assert stop(processor) == 0
