@@ -8,7 +8,7 @@ local engine and the Spark engine's foreachBatch build identical outputs from th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.events import TRANSACTION_COLUMNS, DecodedBatch, Rejected, decode_transactions, format_time_us
+from fraudstream.features.columnar import float_matrix
 
 if TYPE_CHECKING:
     from fraudstream.scoring import ScoreResult
@@ -53,16 +54,20 @@ def scored_rows(transactions: pd.DataFrame, features: pd.DataFrame, scores: Scor
     aligned with it (with ``is_late``); ``feature_columns`` name the stored feature values, in order
     (fraudstream.store.writer.feature_order gives the order the database holds for a model version).
     """
-    rows = transactions.reset_index(drop=True)
-    rows["features"] = features_array(features, feature_columns)
-    rows["score"] = np.asarray(scores.probability, dtype=np.float64)
-    rows["decision"] = np.asarray(scores.decision, dtype=object)
-    rows["reasons"] = np.fromiter(scores.reasons, dtype=object, count=len(scores.reasons))
-    rows["model_version"] = model_version
-    rows["is_late"] = features["is_late"].to_numpy(dtype=bool)
-    rows["engine"] = engine
-    rows["scored_at_us"] = np.int64(scored_at_us)
-    return rows[list(ROW_COLUMNS)]
+    count = len(transactions)
+    computed = {
+        "features": features_array(features, feature_columns),
+        "score": np.asarray(scores.probability, dtype=np.float64),
+        "decision": np.asarray(scores.decision, dtype=object),
+        "reasons": np.fromiter(scores.reasons, dtype=object, count=len(scores.reasons)),
+        "model_version": np.full(count, model_version, dtype=object),
+        "is_late": features["is_late"].to_numpy(dtype=bool),
+        "engine": np.full(count, engine, dtype=object),
+        "scored_at_us": np.full(count, scored_at_us, dtype=np.int64),
+    }
+    # One construction: inserting columns one by one into a frame cost ~5 ms per micro-batch.
+    return pd.DataFrame({name: computed[name] if name in computed else transactions[name].array
+                         for name in ROW_COLUMNS}, copy=False)
 
 
 def no_rows() -> pd.DataFrame:
@@ -74,7 +79,7 @@ def features_array(features: pd.DataFrame, names: Sequence[str]) -> pd.arrays.Ar
     """One PostgreSQL double precision[] literal per row, values in the order of ``names``, assembled in
     Arrow (no Python per row: this runs for every event). A number is the shortest text that reads back
     as the same double; a missing or infinite value is NULL."""
-    matrix = features.loc[:, list(names)].to_numpy(dtype=np.float64)
+    matrix = float_matrix(features, pd.Index(names))
     values = np.where(np.isinf(matrix), np.nan, matrix).ravel()
     text = pc.fill_null(pc.cast(pa.array(values, from_pandas=True), pa.string()), "NULL")
     offsets = pa.array(np.arange(len(features) + 1, dtype=np.int32) * len(names))
@@ -85,13 +90,19 @@ def features_array(features: pd.DataFrame, names: Sequence[str]) -> pd.arrays.Ar
 def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:
     """(key, value) for every review/block row: keyed by transaction_id so that a consumer can drop the
     duplicates that at-least-once delivery may bring."""
-    flagged = rows[rows["decision"].isin(ALERT_DECISIONS)]
+    flagged = np.flatnonzero(np.isin(rows["decision"].to_numpy(dtype=object), ALERT_DECISIONS))
+    if not flagged.size:
+        return []
+
+    def column(name: str) -> list[Any]:  # only the flagged rows of the columns an alert carries
+        return rows[name].to_numpy()[flagged].tolist()
+
     names = ("transaction_id", "account_id", "merchant_id", "amount", "currency", "score", "decision",
              "model_version")
-    columns = {name: flagged[name].tolist() for name in names}
-    columns["event_time"] = [format_time_us(value) for value in flagged["event_time_us"].tolist()]
-    columns["scored_at"] = [format_time_us(value) for value in flagged["scored_at_us"].tolist()]
-    columns["reasons"] = [list(reasons) for reasons in flagged["reasons"].tolist()]
+    columns = {name: column(name) for name in names}
+    columns["event_time"] = [format_time_us(value) for value in column("event_time_us")]
+    columns["scored_at"] = [format_time_us(value) for value in column("scored_at_us")]
+    columns["reasons"] = [list(reasons) for reasons in column("reasons")]
     alerts = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     return [(alert["transaction_id"].encode(), orjson.dumps(alert)) for alert in alerts]
 

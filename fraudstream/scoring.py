@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.features import FeatureConfig
+from fraudstream.features.columnar import float_matrix
 from fraudstream.model.compiled import CompiledModel, cache_dir_for
 from fraudstream.model.explain import PathAttribution, describer
 from fraudstream.model.registry import MODEL_FILE, Artifact, Registry, load_artifact
@@ -76,7 +77,7 @@ class Scorer:
 
     def score(self, features: pd.DataFrame) -> ScoreResult:
         """Score every row of a frame holding (at least) the model's feature columns."""
-        matrix = features.loc[:, self._columns].to_numpy(dtype=np.float64)
+        matrix = float_matrix(features, self._columns)
         if matrix.shape[0] == 0:
             return ScoreResult(np.zeros(0), np.zeros(0, dtype=object), [])
         probability = self._compiled.predict(matrix)
