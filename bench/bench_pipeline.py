@@ -275,6 +275,7 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
             process.kill()
             process.wait(30)
         connection.execute("DELETE FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",))
+        connection.execute("VACUUM transactions")  # now, not by autovacuum during the next scenario
     console.print(f"{design:>20} {scenario:>8}: {result.written}/{result.produced} rows, "
                   f"{result.events_per_second:,.0f} events/s, sent->commit p99 {result.sent_to_commit_p99_ms} ms, "
                   f"cpu {cpu_s}")
