@@ -57,6 +57,8 @@ RESULTS = Path(__file__).with_name("results")
 SEED_STYLE = "seed-style per-row"
 CPU_PARTS = ("design", "kafka", "postgres", "producer", "other")
 console = Console(width=150)
+#: Extra `fraudstream process` options for the local-engine members (--engine-args).
+ENGINE_ARGS: list[str] = []
 
 
 @dataclass
@@ -198,7 +200,7 @@ def start_design(design: str, settings: Settings, group: str, logs: Path) -> lis
     else:
         members = int(design.split(", ")[1].split()[0])
         commands = [[str(Path(sys.executable).with_name("fraudstream")), "process", "--group", group,
-                     "--metrics-port", "0"]] * members
+                     "--metrics-port", "0", *ENGINE_ARGS]] * members
     processes = []
     for number, command in enumerate(commands):
         log = logs / f"{group}-{number}.log"
@@ -354,9 +356,12 @@ def main() -> None:
     parser.add_argument("--drain-limit", type=float, default=60.0,
                         help="seconds a design may take to catch up after the producer stops")
     parser.add_argument("--members", default="1", help="local-engine group sizes to measure, e.g. 1,2")
+    parser.add_argument("--engine-args", default="", help="extra `fraudstream process` options, e.g. "
+                        "'--batch-timeout-ms 100'")
     parser.add_argument("--skip-baseline", action="store_true", help="only the local engine")
     parser.add_argument("--seed-worker", metavar="GROUP", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    ENGINE_ARGS.extend(args.engine_args.split())
     if args.seed_worker:
         seed_worker(args.seed_worker)
         return

@@ -1,4 +1,5 @@
-"""Migrations on a scratch database: rows written before 003 keep their features, now as named arrays."""
+"""Migrations on a scratch database: rows written before 003 keep their features, now as named arrays;
+snapshots are stored uncompressed (004)."""
 
 from __future__ import annotations
 
@@ -45,11 +46,14 @@ def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: 
                 " now())", (f"t{number}", features, "v0001" if number < 2 else "v0000"))
 
     report = migrate(scratch_url)
-    assert report.applied == ["003_feature_arrays"]
+    assert report.applied == ["003_feature_arrays", "004_snapshot_storage"]
     with psycopg.connect(scratch_url) as connection:
         assert connection.execute("SELECT data_type FROM information_schema.columns WHERE table_name = "
                                   "'transactions' AND column_name = 'features'").fetchone() == ("ARRAY",)
         named = dict(connection.execute("SELECT transaction_id, features FROM transaction_features").fetchall())
+        storage = connection.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                                     "'engine_state_snapshots'::regclass AND attname = 'state'").fetchone()[0]
+    assert storage == "e"  # snapshots out of line, uncompressed (004)
     assert named["t0"] == {"amount": 12.5, "hour_of_day": None, "merchant_fraud_rate": 0.25}
     assert named["t1"] == {"amount": 3.0, "hour_of_day": 23, "merchant_fraud_rate": 0}
     assert named["t2"] is None  # stored without features: an empty array, no names
