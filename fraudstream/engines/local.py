@@ -18,10 +18,10 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 4. Decode and validate; invalid records become dead letters with their reason.
 5. Run each partition's valid records through its own feature state, in offset order. Records below
    the partition's committed offset are a replay after a restore: they update the state, nothing else.
-6. Score the new records in one vectorized call; build the database rows and the alerts. Then wait
-   until the previous batch has finished step 9, and hand this one over: capture the offsets it
-   reaches and the state snapshots due at those offsets (taken now, before the next batch moves the
-   states), and enqueue its alerts and dead letters in the producer.
+6. Score the new records in one vectorized call; build the database rows (and their COPY payload) and
+   the alerts. Then wait until the previous batch has finished step 9, and hand this one over: capture
+   the offsets it reaches and the state snapshots due at those offsets (taken now, before the next
+   batch moves the states), and enqueue its alerts and dead letters in the producer.
 7. Flush the producer and check every delivery, so alerts and dead letters are durable before the
    offsets that cover them.
 8. In one database transaction: upsert the rows, upsert the labels, advance the offsets (they only
@@ -167,6 +167,9 @@ class HandedOver:
 
     batch: Batch
     rows: pd.DataFrame
+    #: The rows' COPY payload, encoded on the polling thread: the committer thread is left only the I/O
+    #: (it shares a core with PostgreSQL, the pipeline's other busy process).
+    encoded_rows: bytes
     #: Kafka timestamps of the rows' records, aligned with ``rows``.
     produced_at_us: np.ndarray
     labels: pd.DataFrame
@@ -315,10 +318,11 @@ class LocalEngine:
         transactions["ingested_at_us"] = batch.ingested_at_us
         rows = self._score(transactions, features[new].reset_index(drop=True))
         alerts = pipeline.alert_messages(rows)
+        encoded = writer.encode_scored(rows) if len(rows) else b""
         self._collect()
         self._advance_positions(batch)
-        handed = HandedOver(batch, rows, batch.produced_at_us[decoded.positions][new], labels, self._advancing(),
-                            self._due_snapshots(), len(rejected), len(alerts))
+        handed = HandedOver(batch, rows, encoded, batch.produced_at_us[decoded.positions][new], labels,
+                            self._advancing(), self._due_snapshots(), len(rejected), len(alerts))
         if not (rows.empty and labels.empty and not handed.advancing and not handed.snapshots
                 and not alerts and not letters):
             self._produce(alerts, letters)
@@ -424,7 +428,7 @@ class LocalEngine:
             # that loses it loses its offsets too, and the batch is replayed from Kafka (nothing else
             # acts on this commit but the informational Kafka offsets and at-least-once alerts).
             self.connection.execute("SET LOCAL synchronous_commit = off")
-            writer.upsert_scored(self.connection, handed.rows)
+            writer.write_scored(self.connection, handed.encoded_rows, len(handed.rows))
             writer.upsert_labels(self.connection, handed.labels)
             stale = writer.advance_offsets(self.connection, self.options.group, self.topic, handed.advancing)
             if stale:

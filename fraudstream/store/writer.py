@@ -63,11 +63,15 @@ class Checkpoint:
     label_offsets: dict[int, int]
 
 
-def _copy_csv(connection: psycopg.Connection, target: str, data: pa.Table) -> None:
+def _csv(data: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pa_csv.write_csv(data, buffer, _CSV)
+    return buffer.getvalue()
+
+
+def _copy(connection: psycopg.Connection, target: str, payload: bytes) -> None:
     with connection.cursor().copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy:
-        copy.write(buffer.getbuffer())
+        copy.write(payload)
 
 
 def _pg_arrays(lists: pd.Series) -> pa.Array:
@@ -80,25 +84,38 @@ def _pg_arrays(lists: pd.Series) -> pa.Array:
                       pc.binary_join_element_wise('{"', joined, '"}', ""))
 
 
-def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
-    """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
-    if rows.empty:
-        return 0
+def encode_scored(rows: pd.DataFrame) -> bytes:
+    """The COPY payload (CSV) of rows built by fraudstream.pipeline.scored_rows. Separate from the write so
+    that an engine can encode on its processing thread and leave its writer thread only the I/O."""
     columns = list(ROW_COLUMNS)
     table = pa.Table.from_pandas(rows[[name for name in columns if name != "reasons"]], preserve_index=False)
     table = table.add_column(columns.index("reasons"), "reasons", _pg_arrays(rows["reasons"]))
     for name in _TIMES_US:
         position = table.schema.get_field_index(name)
         table = table.set_column(position, name, pc.cast(table.column(position), pa.timestamp("us", tz="UTC")))
+    return _csv(table)
+
+
+def write_scored(connection: psycopg.Connection, payload: bytes, count: int) -> int:
+    """Insert ``count`` rows encoded by encode_scored; returns how many were new."""
+    if not count:
+        return 0
     try:
         with connection.transaction():
-            _copy_csv(connection, f"transactions ({_SCORED_COLUMNS})", table)
-        return len(rows)
+            _copy(connection, f"transactions ({_SCORED_COLUMNS})", payload)
+        return count
     except psycopg.errors.UniqueViolation:
         pass
     connection.execute(_SCORED_STAGE)
-    _copy_csv(connection, f"scored_stage ({_SCORED_COLUMNS})", table)
+    _copy(connection, f"scored_stage ({_SCORED_COLUMNS})", payload)
     return connection.execute(_SCORED_UPSERT).rowcount
+
+
+def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
+    """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
+    if rows.empty:
+        return 0
+    return write_scored(connection, encode_scored(rows), len(rows))
 
 
 def feature_order(connection: psycopg.Connection, model_version: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -121,7 +138,7 @@ def upsert_labels(connection: psycopg.Connection, labels: pd.DataFrame) -> int:
     if labels.empty:
         return 0
     connection.execute(_LABEL_STAGE)
-    _copy_csv(connection, "label_stage", pa.Table.from_pandas(labels[list(_LABEL_COLUMNS)], preserve_index=False))
+    _copy(connection, "label_stage", _csv(pa.Table.from_pandas(labels[list(_LABEL_COLUMNS)], preserve_index=False)))
     return connection.execute(_LABEL_UPSERT).rowcount
 
 
