@@ -76,7 +76,9 @@ class EngineOptions:
 
     group: str = "fraudstream-local"
     instance_id: str | None = None
-    batch_size: int = 5_000
+    #: Only binds on a backlog (caught up, a batch is what arrived in batch_timeout_ms): there, 20,000 drained
+    #: 26k events/s against 18k at 5,000 (the fixed costs of a batch and of its transaction amortized).
+    batch_size: int = 20_000
     batch_timeout_ms: int = 50
     snapshot_interval_s: float = 10.0
     model_poll_interval_s: float = 1.0
