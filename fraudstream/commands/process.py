@@ -16,7 +16,7 @@ def process(
     instance_id: str | None = typer.Option(None, help="Static member id: a restart takes its partitions back at "
                                            "once instead of after the session timeout."),
     metrics_port: int = typer.Option(9464, help="Prometheus /metrics port; 0 disables it."),
-    batch_size: int = typer.Option(20_000, min=1, help="Most records per micro-batch."),
+    batch_size: int = typer.Option(10_000, min=1, help="Most records per micro-batch."),
     batch_timeout_ms: int = typer.Option(50, min=1, help="Longest wait to fill a micro-batch."),
     snapshot_interval_s: float = typer.Option(10.0, min=0.0, help="Feature-state checkpoint interval."),
     from_end: bool = typer.Option(False, "--from-end", help="Partitions this group never processed start at "
