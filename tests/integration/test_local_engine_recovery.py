@@ -44,12 +44,17 @@ def test_sigkill_at_random_moments_keeps_every_event_once_with_clean_run_scores(
 
     killed = new_run(postgres_ready, models, tmp_path / "logs")
     prefix = f"kill-{killed.group}-"
-    chunks = [events.iloc[start:start + 10_000] for start in range(0, EVENTS, 10_000)]
+    # 2,500 events every 1.2 s (~48 s), and the last chunk only after the last kill: the engine drains far
+    # faster than that, and every kill must still land before the stream's end.
+    chunks = [events.iloc[start:start + 2_500] for start in range(0, EVENTS, 2_500)]
+    kills_done = threading.Event()
 
     def produce_slowly() -> None:
-        for chunk in chunks:
+        for number, chunk in enumerate(chunks):
+            if number == len(chunks) - 1:
+                kills_done.wait(600)
             killed.publish(chunk.assign(transaction_id=prefix + chunk["transaction_id"]))
-            time.sleep(1.0)
+            time.sleep(1.2)
 
     producer = threading.Thread(target=produce_slowly, daemon=True)
     producer.start()
@@ -63,9 +68,10 @@ def test_sigkill_at_random_moments_keeps_every_event_once_with_clean_run_scores(
         processor.send_signal(signal.SIGKILL)
         processor.wait()
         progress.append(count_rows(database, prefix))
+    kills_done.set()
     producer.join()
     processor = killed.start("member", "--batch-size", "2000")
-    # The last kill may land after every event is written: wait for this one to run (and own its SIGTERM).
+    # Wait for this member to run (and own its SIGTERM) before anything below can stop it.
     killed.wait_for_log("member", "engine started", KILLS + 1, processor)
     final = wait_for_rows(database, prefix, EVENTS, 300, (processor,))
     time.sleep(2)  # anything written late would show as an extra row
