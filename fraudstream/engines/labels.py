@@ -19,6 +19,7 @@ from confluent_kafka import TopicPartition
 from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.events import decode_labels
+from fraudstream.features.partitioned import PartitionedFeatureState
 from fraudstream.pipeline import DeadLetter, dead_letters
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,12 @@ class LabelFeed:
             self.positions = target
             log.info("label feed positioned topic=%s offsets=%s", self.topic, target)
 
-    def poll(self, states: Iterable, engine: str) -> tuple[pd.DataFrame, list[DeadLetter]]:
-        """Labels that arrived since the last poll, applied to the states that had not seen them.
+    def poll(self, states: Iterable, features: PartitionedFeatureState,
+             engine: str) -> tuple[pd.DataFrame, list[DeadLetter]]:
+        """Labels that arrived since the last poll, applied to the partition states that had not seen them.
 
-        ``states`` are the engine's PartitionState objects (``features``, ``label_offsets``). Returns the
-        valid labels for the table and the invalid ones as dead letters.
+        ``states`` are the engine's PartitionState objects (``partition``, ``label_offsets``), whose feature
+        states ``features`` holds. Returns the valid labels for the table and the invalid ones as dead letters.
         """
         messages = [m for m in self.consumer.consume(MAX_LABELS_PER_BATCH, 0) if m.error() is None] \
             if self.positions else []
@@ -68,7 +70,7 @@ class LabelFeed:
             seen = np.array([state.label_offsets.get(int(p), 0) for p in partitions[valid]], dtype=np.int64)
             unseen = offsets[valid] >= seen
             if unseen.any():
-                state.features.apply_labels(frame[unseen].reset_index(drop=True))
+                features.apply_labels(state.partition, frame[unseen].reset_index(drop=True))
             for partition in np.unique(partitions):
                 last = int(offsets[partitions == partition].max()) + 1
                 state.label_offsets[int(partition)] = max(state.label_offsets.get(int(partition), 0), last)

@@ -1,7 +1,8 @@
 """The local engine: one Python process per consumer-group member, micro-batches, lowest latency.
 
-Feature state is kept per partition of the transactions topic (accounts are keyed to partitions), and
-is checkpointed in PostgreSQL together with the offsets, so that "exactly once in effect" holds across
+Feature state is kept per partition of the transactions topic (accounts are keyed to partitions; the
+owned partitions share one PartitionedFeatureState, so a batch is one feature call), and is
+checkpointed in PostgreSQL together with the offsets, so that "exactly once in effect" holds across
 ``kill -9``: rows are upserted idempotently, the offsets are written in the same database transaction
 as the rows, and a restored partition replays from its snapshot up to the committed offset, which
 re-derives the same state without writing anything. Alerts and dead letters are at-least-once
@@ -16,7 +17,7 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 3. Read the labels that arrived; apply each one to every owned partition state that has not seen it
    (each state remembers its position in every label partition) and stage it for the labels table.
 4. Decode and validate; invalid records become dead letters with their reason.
-5. Run each partition's valid records through its own feature state, in offset order. Records below
+5. Run each partition's valid records through its own feature state, in offset order (one call). Records below
    the partition's committed offset are a replay after a restore: they update the state, nothing else.
 6. Score the new records in one vectorized call; build the database rows (and their COPY payload) and
    the alerts. Then wait until the previous batch has finished step 9, and hand this one over: capture
@@ -59,6 +60,7 @@ from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
 from fraudstream.features import FEATURE_CODE_VERSION, FeatureState, StateFormatError, feature_names
 from fraudstream.features.columnar import batch_columns
+from fraudstream.features.partitioned import PartitionedFeatureState
 from fraudstream.features.state import REQUIRED_COLUMNS
 from fraudstream.metrics import EngineMetrics
 from fraudstream.store import writer
@@ -95,10 +97,9 @@ class EngineOptions:
 
 @dataclass
 class PartitionState:
-    """Feature state of one owned partition and where it stands."""
+    """Where one owned partition stands (its feature state is in the engine's PartitionedFeatureState)."""
 
     partition: int
-    features: FeatureState
     #: Next offset whose rows are not yet durable; records below it are a replay.
     committed: int
     #: Next offset to process (after the last record seen).
@@ -198,6 +199,7 @@ class LocalEngine:
         self.connection = psycopg.connect(settings.database_url, autocommit=True)
         self.models = ModelHolder(settings.models_dir, options.model_poll_interval_s)
         self.config = self.models.feature_config
+        self.features = PartitionedFeatureState(self.config)
         self.labels = LabelFeed(settings, options.group)
         # Step 7 flushes every batch's alerts at once: lingering would only delay the commit.
         self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
@@ -240,8 +242,9 @@ class LocalEngine:
         """Restore each partition's snapshot and seek to it (or to the beginning without one)."""
         self._collect()
         for assigned in partitions:
-            state = self._restore(assigned.partition)
+            state, features = self._restore(assigned.partition)
             self.states[assigned.partition] = state
+            self.features.add(assigned.partition, features)
             assigned.offset = self._start_offset(state)
             log.info("partition assigned topic=%s partition=%d resume_offset=%s committed_offset=%d",
                      self.topic, assigned.partition, state.snapshot_offset, state.committed)
@@ -258,7 +261,7 @@ class LocalEngine:
             return self.consumer.get_watermark_offsets(TopicPartition(self.topic, state.partition), timeout=10)[1]
         return OFFSET_BEGINNING
 
-    def _restore(self, partition: int) -> PartitionState:
+    def _restore(self, partition: int) -> tuple[PartitionState, FeatureState]:
         checkpoint = writer.load_checkpoint(self.connection, self.options.group, self.topic, partition)
         committed = checkpoint.committed_offset or 0
         if checkpoint.snapshot_offset is not None and checkpoint.snapshot_offset > committed:
@@ -272,15 +275,16 @@ class LocalEngine:
             except StateFormatError as error:
                 log.error("snapshot refused partition=%d reason=%r action=replay_from_beginning", partition, str(error))
             else:
-                return PartitionState(partition, features, committed, checkpoint.snapshot_offset or 0,
-                                      checkpoint.label_offsets, checkpoint.snapshot_offset)
-        return PartitionState(partition, FeatureState(self.config), committed, 0, {}, None)
+                return PartitionState(partition, committed, checkpoint.snapshot_offset or 0, checkpoint.label_offsets,
+                                      checkpoint.snapshot_offset), features
+        return PartitionState(partition, committed, 0, {}, None), FeatureState(self.config)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Drop the states once the batch in flight is committed: everything they produced is then durable."""
         self._collect()
         for revoked in partitions:
             self.states.pop(revoked.partition, None)
+            self.features.remove(revoked.partition)
             log.info("partition revoked topic=%s partition=%d", self.topic, revoked.partition)
 
     # --- the commit protocol ---------------------------------------------------------------------------
@@ -300,7 +304,7 @@ class LocalEngine:
             self._collect()  # the committer thread's connection is free again
             self._feature_order = self._register_model()
         # 3. Labels: apply to the states that have not seen them, stage for the table.
-        labels, label_letters = self.labels.poll(self.states.values(), ENGINE)
+        labels, label_letters = self.labels.poll(self.states.values(), self.features, ENGINE)
         # 4. Decode and validate.
         decoded = pipeline.decode(batch.payloads)
         fresh = batch.offsets >= self._committed_offsets(batch.partitions)
@@ -310,7 +314,7 @@ class LocalEngine:
             letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, topic=self.topic,
                                             partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
                                             engine=ENGINE) + label_letters
-        # 5. Features per partition state, replays included.
+        # 5. Features, each partition's rows through its own state, replays included.
         features = self._features(decoded.frame, batch.partitions[decoded.positions])
         new = fresh[decoded.positions]
         self.summary.replayed += int((~new).sum())
@@ -357,17 +361,9 @@ class LocalEngine:
         return committed
 
     def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> pd.DataFrame:
-        """Each partition's rows through its own state; the result is aligned with ``frame``. The batch is
-        converted to arrays once and sliced per partition (a DataFrame per partition cost more than the
-        features of a small batch)."""
-        columns = batch_columns(frame, REQUIRED_COLUMNS)
-        names = feature_names(self.config)
-        matrix, late = np.empty((len(frame), len(names))), np.zeros(len(frame), dtype=bool)
-        for partition in np.unique(partitions).tolist():
-            rows = np.flatnonzero(partitions == partition)
-            part = {name: values[rows] for name, values in columns.items()}
-            matrix[rows], late[rows] = self.states[partition].features.process_columns(part)
-        features = pd.DataFrame(matrix, columns=pd.Index(names), copy=False)
+        """Each partition's rows through its own state, in one call; the result is aligned with ``frame``."""
+        matrix, late = self.features.process_columns(batch_columns(frame, REQUIRED_COLUMNS), partitions)
+        features = pd.DataFrame(matrix, columns=pd.Index(feature_names(self.config)), copy=False)
         features["is_late"] = late
         return features
 
@@ -391,7 +387,8 @@ class LocalEngine:
         """At most one snapshot per batch (the stalest): spreads their cost instead of stalling every interval."""
         due = sorted((s for s in self.states.values() if s.position >= s.committed and self._snapshot_due(s)),
                      key=lambda s: (s.snapshot_offset is not None, s.snapshot_at))[:1]
-        return [Snapshot(s.partition, s.position, s.features.snapshot(), dict(s.label_offsets)) for s in due]
+        return [Snapshot(s.partition, s.position, self.features.snapshot(s.partition), dict(s.label_offsets))
+                for s in due]
 
     def _snapshot_due(self, state: PartitionState) -> bool:
         if state.position == (state.snapshot_offset or 0):

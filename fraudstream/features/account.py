@@ -89,7 +89,6 @@ class AccountFeatures:
         self.config = config
         self.names = account_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"history": 4, "seen": 4})
-        self.late_events = 0
 
     @classmethod
     def step(
@@ -134,7 +133,6 @@ class AccountFeatures:
 
         watermark = state["watermark_us"][g]
         late = (watermark > NO_TIME) & (t < watermark - cfg.allowed_lateness_s * MICROS_PER_SECOND)
-        self.late_events += int(late.sum())
         self._update(slots, state, merged, g, t, starts, ends, cents, lat_e6, lon_e6, rank)
 
         result = {}

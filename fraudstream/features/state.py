@@ -15,7 +15,7 @@ from fraudstream.features.account import AccountFeatures
 from fraudstream.features.config import FEATURE_CODE_VERSION, MICROS_PER_SECOND, FeatureConfig, feature_names
 from fraudstream.features.exceptions import MissingColumnsError, StateFormatError
 from fraudstream.features.merchant import MerchantFeatures
-from fraudstream.features.store import NO_TIME
+from fraudstream.features.store import NO_TIME, KeyedStore
 
 REQUIRED_COLUMNS = (
     "transaction_id",
@@ -58,6 +58,61 @@ class StateStats:
         return self.account_bytes / self.accounts if self.accounts else 0.0
 
 
+@dataclass
+class EventClock:
+    """Where one state stands in event time, when it sweeps next, and its counters (all in its snapshot)."""
+
+    now_us: int = NO_TIME
+    next_sweep_us: int = NO_TIME
+    late_events: int = 0
+    evicted_accounts: int = 0
+    evicted_merchants: int = 0
+
+    def advance(self, event_time_us: np.ndarray, late: np.ndarray) -> bool:
+        """Take in a processed batch's event times and late flags; True when a sweep is due."""
+        self.now_us = max(self.now_us, int(event_time_us.max()))
+        self.late_events += int(late.sum())
+        return self.now_us >= self.next_sweep_us
+
+    def sweep(self, config: FeatureConfig, accounts: KeyedStore, merchants: KeyedStore,
+              slots: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Evict the keys idle past their TTL at this clock (among ``slots`` (accounts, merchants) if given)."""
+        account_slots, merchant_slots = slots or (None, None)
+        self.evicted_accounts += accounts.evict_idle(self.now_us, config.account_ttl_s * MICROS_PER_SECOND,
+                                                     account_slots)
+        self.evicted_merchants += merchants.evict_idle(self.now_us, config.merchant_ttl_s * MICROS_PER_SECOND,
+                                                       merchant_slots)
+        self.next_sweep_us = self.now_us + SWEEP_INTERVAL_US
+
+    def to_meta(self) -> dict[str, object]:
+        return {"clock_us": self.now_us, "next_sweep_us": self.next_sweep_us, "late_events": self.late_events,
+                "evicted": [self.evicted_accounts, self.evicted_merchants]}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> EventClock:
+        evicted_accounts, evicted_merchants = meta["evicted"]
+        return cls(meta["clock_us"], meta["next_sweep_us"], meta["late_events"], evicted_accounts, evicted_merchants)
+
+
+def feature_matrix(accounts: AccountFeatures, merchants: MerchantFeatures, account_batch: col.Columns,
+                   merchant_batch: col.Columns) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, feature_names) matrix and is_late of a batch, updating both parts' state. The merchant part
+    may see other keys than the account part (a partitioned state qualifies merchant ids, not the values
+    the account novelty features hash)."""
+    account = accounts.columns(account_batch)
+    merchant = merchants.columns(merchant_batch)
+    return np.column_stack([*(account[name] for name in accounts.names), *merchant.values()]), account["is_late"]
+
+
+def encode_snapshot(config: FeatureConfig, clock: EventClock, arrays: dict[str, np.ndarray]) -> bytes:
+    """A snapshot: an .npz archive of plain arrays (the stores' to_arrays) and its metadata."""
+    meta = {"format": SNAPSHOT_FORMAT, "feature_code_version": FEATURE_CODE_VERSION, "config": config.to_dict(),
+            **clock.to_meta()}
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), **arrays)
+    return buffer.getvalue()
+
+
 class FeatureState:
     """All feature state of one engine instance (or of a training replay)."""
 
@@ -67,9 +122,7 @@ class FeatureState:
         self._names = pd.Index(self.feature_names)  # built once, not per batch
         self.accounts = AccountFeatures(self.config)
         self.merchants = MerchantFeatures(self.config)
-        self.clock_us = NO_TIME
-        self._next_sweep_us = NO_TIME
-        self._evicted = [0, 0]
+        self.clock = EventClock()
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Feature rows (FEATURE_NAMES + is_late) for the batch, same index and order; updates state."""
@@ -83,29 +136,18 @@ class FeatureState:
 
     def process_columns(self, batch: col.Columns) -> tuple[np.ndarray, np.ndarray]:
         """process() over arrays (col.batch_columns of REQUIRED_COLUMNS): the (rows, feature_names)
-        float matrix and is_late, in the batch's order. What an engine calls per partition: no
-        DataFrame per call, which costs more than the features of a small batch."""
-        rows = len(batch["event_time_us"])
-        if rows == 0:
+        float matrix and is_late, in the batch's order. No DataFrame per call, which costs more than
+        the features of a small batch."""
+        if len(batch["event_time_us"]) == 0:
             return np.zeros((0, len(self.feature_names))), np.zeros(0, dtype=bool)
-        account = self.accounts.columns(batch)
-        merchant = self.merchants.columns(batch)
-        matrix = np.column_stack([*(account[name] for name in self.accounts.names), *merchant.values()])
-        self.clock_us = max(self.clock_us, int(batch["event_time_us"].max()))
-        if self.clock_us >= self._next_sweep_us:
-            self._sweep()
-        return matrix, account["is_late"]
+        matrix, late = feature_matrix(self.accounts, self.merchants, batch, batch)
+        if self.clock.advance(batch["event_time_us"], late):
+            self.clock.sweep(self.config, self.accounts.store, self.merchants.store)
+        return matrix, late
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Label feedback; each label affects only transactions at or after its labeled_at."""
         self.merchants.apply_labels(labels)
-
-    def _sweep(self) -> None:
-        self._evicted[0] += self.accounts.store.evict_idle(self.clock_us, self.config.account_ttl_s * MICROS_PER_SECOND)
-        self._evicted[1] += self.merchants.store.evict_idle(
-            self.clock_us, self.config.merchant_ttl_s * MICROS_PER_SECOND
-        )
-        self._next_sweep_us = self.clock_us + SWEEP_INTERVAL_US
 
     def stats(self) -> StateStats:
         return StateStats(
@@ -113,9 +155,9 @@ class FeatureState:
             merchants=len(self.merchants.store),
             account_bytes=self.accounts.store.nbytes(),
             merchant_bytes=self.merchants.store.nbytes(),
-            late_events=self.accounts.late_events,
-            evicted_accounts=self._evicted[0],
-            evicted_merchants=self._evicted[1],
+            late_events=self.clock.late_events,
+            evicted_accounts=self.clock.evicted_accounts,
+            evicted_merchants=self.clock.evicted_merchants,
         )
 
     def bytes_per_account(self) -> float:
@@ -124,21 +166,8 @@ class FeatureState:
 
     def snapshot(self) -> bytes:
         """The whole state as an .npz archive of plain arrays (loaded with allow_pickle=False)."""
-        meta = {
-            "format": SNAPSHOT_FORMAT,
-            "feature_code_version": FEATURE_CODE_VERSION,
-            "config": self.config.to_dict(),
-            "clock_us": self.clock_us,
-            "next_sweep_us": self._next_sweep_us,
-            "late_events": self.accounts.late_events,
-            "evicted": self._evicted,
-        }
-        arrays = {"meta": np.frombuffer(orjson.dumps(meta), dtype=np.uint8)}
-        arrays.update(self.accounts.store.to_arrays("account"))
-        arrays.update(self.merchants.store.to_arrays("merchant"))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        arrays = {**self.accounts.store.to_arrays("account"), **self.merchants.store.to_arrays("merchant")}
+        return encode_snapshot(self.config, self.clock, arrays)
 
     @classmethod
     def restore(cls, blob: bytes) -> FeatureState:
@@ -157,8 +186,5 @@ class FeatureState:
         state = cls(FeatureConfig.from_dict(meta["config"]))
         state.accounts.store.load_arrays("account", arrays)
         state.merchants.store.load_arrays("merchant", arrays)
-        state.clock_us = meta["clock_us"]
-        state._next_sweep_us = meta["next_sweep_us"]
-        state.accounts.late_events = meta["late_events"]
-        state._evicted = list(meta["evicted"])
+        state.clock = EventClock.from_meta(meta)
         return state

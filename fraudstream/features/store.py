@@ -143,14 +143,15 @@ class KeyedStore:
         if stale.any():
             self.reset(slots[stale])
 
-    def evict_idle(self, clock_us: int, ttl_us: int) -> int:
-        """Evict keys idle for longer than the TTL at this event-time clock; returns how many.
+    def evict_idle(self, clock_us: int, ttl_us: int, slots: np.ndarray | None = None) -> int:
+        """Evict keys (among ``slots``, default all) idle for longer than the TTL at this event-time clock;
+        returns how many.
 
         Keys without any event yet (a merchant known only from labels, e.g. in a partition that has
         not seen it) are kept: their labels must wait for the key's first event, whenever the sweep
         runs, or features would depend on how the stream was cut into batches.
         """
-        slots = self.live_slots()
+        slots = self.live_slots() if slots is None else slots
         watermark = self.scalars["watermark_us"][slots]
         idle = slots[(watermark > NO_TIME) & (watermark < clock_us - ttl_us)]
         self.evict(idle)
@@ -190,11 +191,12 @@ class KeyedStore:
         return len(self.index) * self.scalar_dtype.itemsize + payload
 
     # -- whole-store snapshot ------------------------------------------------------------------
-    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """Columnar arrays for np.savez: keys, scalar records, and each table with per-key lengths."""
-        slots = np.sort(self.live_slots())
+    def to_arrays(self, prefix: str, slots: np.ndarray | None = None, *, key_start: int = 0) -> dict[str, np.ndarray]:
+        """Columnar arrays for np.savez: keys, scalar records, and each table with per-key lengths; of the
+        live ``slots`` only if given, each key written from character ``key_start`` on."""
+        slots = np.sort(self.live_slots() if slots is None else slots)
         arrays = {
-            f"{prefix}.keys": np.array([self.keys[slot] for slot in slots], dtype=np.str_),
+            f"{prefix}.keys": np.array([self.keys[slot][key_start:] for slot in slots.tolist()], dtype=np.str_),
             f"{prefix}.scalars": self.scalars[slots],
         }
         for name in self.tables:
@@ -203,10 +205,10 @@ class KeyedStore:
             arrays[f"{prefix}.{name}.lengths"] = np.bincount(group, minlength=slots.size)
         return arrays
 
-    def load_arrays(self, prefix: str, arrays: dict[str, np.ndarray]) -> None:
-        """Inverse of to_arrays on an empty store."""
-        keys = arrays[f"{prefix}.keys"]
-        slots = self.slots(keys.astype(object))
+    def load_arrays(self, prefix: str, arrays: dict[str, np.ndarray], *, key_prefix: str = "") -> None:
+        """Inverse of to_arrays, for keys the store does not hold yet (each key read as ``key_prefix`` + key)."""
+        keys = arrays[f"{prefix}.keys"].astype(object)
+        slots = self.slots(key_prefix + keys if key_prefix else keys)
         self.scalars[slots] = self._check(arrays[f"{prefix}.scalars"], self.scalar_dtype)
         for name, columns in self.table_columns.items():
             rows = self._check(arrays[f"{prefix}.{name}"], np.dtype(np.int64))
