@@ -92,8 +92,16 @@ def encode_scored(rows: pd.DataFrame) -> bytes:
     table = table.add_column(columns.index("reasons"), "reasons", _pg_arrays(rows["reasons"]))
     for name in _TIMES_US:
         position = table.schema.get_field_index(name)
-        table = table.set_column(position, name, pc.cast(table.column(position), pa.timestamp("us", tz="UTC")))
+        table = table.set_column(position, name, _timestamptz_text(table.column(position)))
     return _csv(table)
+
+
+def _timestamptz_text(times_us: pa.ChunkedArray) -> pa.ChunkedArray:
+    """timestamptz literals ("2026-01-01 15:41:09.161135+00") of µs since the epoch. Arrow's CSV writer
+    takes ~2.6 µs per value of a zoned timestamp column, ~6x this: three per row were 15% of the local
+    engine's CPU per event."""
+    text = pc.cast(pc.cast(times_us, pa.timestamp("us")), pa.string())
+    return pc.binary_join_element_wise(text, "+00", "")
 
 
 def write_scored(connection: psycopg.Connection, payload: bytes, count: int) -> int:

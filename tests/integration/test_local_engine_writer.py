@@ -38,15 +38,17 @@ def test_scored_rows_are_written_once_with_their_text_intact(database: psycopg.C
     prefix = f"writer-{uuid.uuid4().hex[:8]}-"
     batch = rows(prefix, 50)
     with database.transaction():
+        database.execute("SET LOCAL TimeZone = 'America/St_Johns'")  # the times carry their own offset
         assert writer.upsert_scored(database, batch) == 50
     with database.transaction():
         assert writer.upsert_scored(database, batch) == 0
     stored = database.execute(
-        "SELECT account_id, merchant_id, device_id, reasons, features, event_time = timestamptz 'epoch'"
-        " + 1795860000000000 * interval '1 microsecond' FROM transactions WHERE transaction_id = %s",
+        "SELECT account_id, merchant_id, device_id, reasons, features,"
+        " (extract(epoch FROM event_time) * 1e6)::bigint, (extract(epoch FROM ingested_at) * 1e6)::bigint,"
+        " (extract(epoch FROM scored_at) * 1e6)::bigint FROM transactions WHERE transaction_id = %s",
         (prefix + "0",)).fetchone()
     assert stored == ('acct,"0"', "merch'; --", "dev\n{1}", ["amount is high", 'quote " and {brace}, comma'],
-                      [10.5, None], True)
+                      [10.5, None], 1_795_860_000_000_000, 1_795_860_001_000_000, 1_795_860_002_000_000)
 
 
 def test_feature_arrays_are_named_by_the_model_version(database: psycopg.Connection) -> None:
