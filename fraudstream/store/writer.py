@@ -87,16 +87,19 @@ def _pg_arrays(lists: pd.Series) -> pa.Array:
 def encode_scored(rows: pd.DataFrame) -> bytes:
     """The COPY payload (CSV) of rows built by fraudstream.pipeline.scored_rows. Separate from the write so
     that an engine can encode on its processing thread and leave its writer thread only the I/O."""
-    columns = list(ROW_COLUMNS)
-    table = pa.Table.from_pandas(rows[[name for name in columns if name != "reasons"]], preserve_index=False)
-    table = table.add_column(columns.index("reasons"), "reasons", _pg_arrays(rows["reasons"]))
-    for name in _TIMES_US:
-        position = table.schema.get_field_index(name)
-        table = table.set_column(position, name, _timestamptz_text(table.column(position)))
-    return _csv(table)
+    columns = [_pg_arrays(rows[name]) if name == "reasons" else _timestamptz_text(_arrow(rows[name]))
+               if name in _TIMES_US else _arrow(rows[name]) for name in ROW_COLUMNS]
+    return _csv(pa.Table.from_arrays(columns, names=list(ROW_COLUMNS)))
 
 
-def _timestamptz_text(times_us: pa.ChunkedArray) -> pa.ChunkedArray:
+def _arrow(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A row column as Arrow: Arrow-backed text as it is, NumPy-backed values without inference (three
+    times cheaper than Table.from_pandas on a micro-batch, which paid ~2 ms for pandas metadata)."""
+    values = column.array
+    return pa.array(values) if hasattr(values, "__arrow_array__") else pa.array(column.to_numpy())
+
+
+def _timestamptz_text(times_us: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """timestamptz literals ("2026-01-01 15:41:09.161135+00") of µs since the epoch. Arrow's CSV writer
     takes ~2.6 µs per value of a zoned timestamp column, ~6x this: three per row were 15% of the local
     engine's CPU per event."""
