@@ -17,8 +17,9 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 3. Read the labels that arrived; apply each one to every owned partition state that has not seen it
    (each state remembers its position in every label partition) and stage it for the labels table.
 4. Decode and validate; invalid records become dead letters with their reason.
-5. Run each partition's valid records through its own feature state, in offset order (one call). Records below
-   the partition's committed offset are a replay after a restore: they update the state, nothing else.
+5. Run each partition's valid records through its own feature state, in offset order (one call for all
+   partitions). Records below the partition's committed offset are a replay after a restore: they update
+   the state, nothing else.
 6. Score the new records in one vectorized call; build the database rows (and their COPY payload) and
    the alerts. Then wait until the previous batch has finished step 9, and hand this one over: capture
    the offsets it reaches and the state snapshots due at those offsets (taken now, before the next

@@ -83,14 +83,17 @@ class PartitionedFeatureState:
         row's), each row through its own partition's state; the rows keep their order."""
         if len(partitions) == 0:
             return np.zeros((0, len(self.feature_names))), np.zeros(0, dtype=bool)
-        owned = np.unique(partitions).tolist()
-        prefixes = np.array([key_prefix(partition) for partition in owned], dtype=object)[
-            np.searchsorted(owned, partitions)]
+        present = np.unique(partitions).tolist()
+        unknown = set(present) - self.clocks.keys()
+        if unknown:
+            raise KeyError(f"partitions {sorted(unknown)} were not added: add() each partition's state first")
+        prefixes = np.array([key_prefix(partition) for partition in present], dtype=object)[
+            np.searchsorted(present, partitions)]
         # Account novelty hashes the raw merchant id, so only the keys are qualified.
         account_batch = {**batch, "account_id": prefixes + batch["account_id"]}
         merchant_batch = {"event_time_us": batch["event_time_us"], "merchant_id": prefixes + batch["merchant_id"]}
         matrix, late = feature_matrix(self.accounts, self.merchants, account_batch, merchant_batch)
-        for partition in owned:
+        for partition in present:
             rows = partitions == partition
             clock = self.clocks[partition]
             if clock.advance(batch["event_time_us"][rows], late[rows]):

@@ -132,6 +132,12 @@ def test_labels_reach_only_the_partition_they_are_applied_to() -> None:
     assert label_count.tolist() == [1.0, 0.0]
 
 
-def test_a_state_of_another_configuration_is_refused() -> None:
+def test_a_state_of_another_configuration_or_a_partition_not_added_is_refused() -> None:
+    shared = PartitionedFeatureState(CONFIG)
     with pytest.raises(ValueError, match="another feature configuration"):
-        PartitionedFeatureState(CONFIG).add(0, FeatureState(FeatureConfig()))
+        shared.add(0, FeatureState(FeatureConfig()))
+    shared.add(0, FeatureState(CONFIG))
+    batch = batch_columns(transactions([{"seconds": 0}, {"seconds": 1, "transaction_id": "t1"}]), REQUIRED_COLUMNS)
+    with pytest.raises(KeyError, match=r"\[3\] were not added"):
+        shared.process_columns(batch, np.array([0, 3]))
+    assert len(shared.accounts.store) == 0, "nothing was processed"
