@@ -32,6 +32,32 @@ def key_prefix(partition: int) -> str:
     return f"{partition}{SEPARATOR}"
 
 
+class _Owners:
+    """The partition of every slot of a shared store (-1: none), kept as keys come and go, so a partition's
+    slots are one vectorized comparison: a scan of the key index per sweep cost more than the features
+    themselves when event time runs fast (the demo and the benchmarks sweep every few batches)."""
+
+    def __init__(self, store: KeyedStore) -> None:
+        self.store = store
+        self.partition = np.zeros(0, dtype=np.int32)
+
+    def claim(self, keys: np.ndarray, partition: np.ndarray | int) -> None:
+        """Note the partition of these (qualified) keys, after the call that may have created them."""
+        index = self.store.index
+        slots = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(keys))
+        if self.partition.size < len(self.store.keys):
+            grown = np.full(max(len(self.store.keys), 2 * self.partition.size), -1, dtype=np.int32)
+            grown[: self.partition.size] = self.partition
+            self.partition = grown
+        self.partition[slots] = partition
+
+    def release(self, slots: np.ndarray) -> None:
+        self.partition[slots] = -1
+
+    def slots_of(self, partition: int) -> np.ndarray:
+        return np.flatnonzero(self.partition == partition)
+
+
 class PartitionedFeatureState:
     """Owned partitions' feature states in shared stores; add a partition's state when it is assigned,
     take its snapshot while owned, remove it when revoked."""
@@ -42,6 +68,7 @@ class PartitionedFeatureState:
         self.accounts = AccountFeatures(config)
         self.merchants = MerchantFeatures(config)
         self.clocks: dict[int, EventClock] = {}
+        self._owners = {"account": _Owners(self.accounts.store), "merchant": _Owners(self.merchants.store)}
 
     def add(self, partition: int, state: FeatureState) -> None:
         """Take over a partition's state (restored from its snapshot, or fresh), replacing any held."""
@@ -49,25 +76,27 @@ class PartitionedFeatureState:
             raise ValueError("a partition state built with another feature configuration cannot be added")
         self.remove(partition)
         prefix = key_prefix(partition)
-        for name, shared, own in (("account", self.accounts.store, state.accounts.store),
-                                  ("merchant", self.merchants.store, state.merchants.store)):
-            shared.load_arrays(name, own.to_arrays(name), key_prefix=prefix)
+        for name, own in (("account", state.accounts.store), ("merchant", state.merchants.store)):
+            arrays = own.to_arrays(name)
+            self._owners[name].store.load_arrays(name, arrays, key_prefix=prefix)
+            self._owners[name].claim(prefix + arrays[f"{name}.keys"].astype(object), partition)
         self.clocks[partition] = replace(state.clock)
 
     def remove(self, partition: int) -> None:
         """Forget a partition (revoked: its new owner restores it from its snapshot)."""
         if self.clocks.pop(partition, None) is None:
             return
-        prefix = key_prefix(partition)
-        for store in (self.accounts.store, self.merchants.store):
-            store.evict(_slots_of(store, prefix))
+        for owners in self._owners.values():
+            slots = owners.slots_of(partition)
+            owners.store.evict(slots)
+            owners.release(slots)
 
     def snapshot(self, partition: int) -> bytes:
         """The partition's state as FeatureState.snapshot() of a separate state would write it."""
-        prefix = key_prefix(partition)
+        start = len(key_prefix(partition))
         arrays = {}
-        for name, store in (("account", self.accounts.store), ("merchant", self.merchants.store)):
-            arrays.update(store.to_arrays(name, _slots_of(store, prefix), key_start=len(prefix)))
+        for name, owners in self._owners.items():
+            arrays.update(owners.store.to_arrays(name, owners.slots_of(partition), key_start=start))
         return encode_snapshot(self.config, self.clocks[partition], arrays)
 
     def apply_labels(self, partition: int, labels: pd.DataFrame) -> None:
@@ -75,8 +104,9 @@ class PartitionedFeatureState:
         labels = labels[labels["merchant_id"].notna()]
         if labels.empty:
             return
-        qualified = labels.assign(merchant_id=key_prefix(partition) + labels["merchant_id"].to_numpy(dtype=object))
-        self.merchants.apply_labels(qualified)
+        merchants = key_prefix(partition) + labels["merchant_id"].to_numpy(dtype=object)
+        self.merchants.apply_labels(labels.assign(merchant_id=merchants))
+        self._owners["merchant"].claim(merchants, partition)
 
     def process_columns(self, batch: col.Columns, partitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """FeatureState.process_columns over a batch of several owned partitions (``partitions``: each
@@ -90,20 +120,18 @@ class PartitionedFeatureState:
         prefixes = np.array([key_prefix(partition) for partition in present], dtype=object)[
             np.searchsorted(present, partitions)]
         # Account novelty hashes the raw merchant id, so only the keys are qualified.
-        account_batch = {**batch, "account_id": prefixes + batch["account_id"]}
-        merchant_batch = {"event_time_us": batch["event_time_us"], "merchant_id": prefixes + batch["merchant_id"]}
-        matrix, late = feature_matrix(self.accounts, self.merchants, account_batch, merchant_batch)
+        accounts, merchants = prefixes + batch["account_id"], prefixes + batch["merchant_id"]
+        matrix, late = feature_matrix(self.accounts, self.merchants, {**batch, "account_id": accounts},
+                                      {"event_time_us": batch["event_time_us"], "merchant_id": merchants})
+        self._owners["account"].claim(accounts, partitions)
+        self._owners["merchant"].claim(merchants, partitions)
         for partition in present:
             rows = partitions == partition
             clock = self.clocks[partition]
             if clock.advance(batch["event_time_us"][rows], late[rows]):
-                prefix = key_prefix(partition)
-                clock.sweep(self.config, self.accounts.store, self.merchants.store,
-                            (_slots_of(self.accounts.store, prefix), _slots_of(self.merchants.store, prefix)))
+                owners = self._owners["account"], self._owners["merchant"]
+                evicted = clock.sweep(self.config, self.accounts.store, self.merchants.store,
+                                      (owners[0].slots_of(partition), owners[1].slots_of(partition)))
+                for owner, slots in zip(owners, evicted, strict=True):
+                    owner.release(slots)
         return matrix, late
-
-
-def _slots_of(store: KeyedStore, prefix: str) -> np.ndarray:
-    """The live slots of one partition's keys: a scan of the key index, paid per snapshot, sweep or
-    revocation (seconds apart), not per batch."""
-    return np.fromiter((slot for key, slot in store.index.items() if key.startswith(prefix)), dtype=np.int64)

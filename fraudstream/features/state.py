@@ -75,14 +75,16 @@ class EventClock:
         return self.now_us >= self.next_sweep_us
 
     def sweep(self, config: FeatureConfig, accounts: KeyedStore, merchants: KeyedStore,
-              slots: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Evict the keys idle past their TTL at this clock (among ``slots`` (accounts, merchants) if given)."""
+              slots: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Evict the keys idle past their TTL at this clock (among ``slots`` (accounts, merchants) if given);
+        returns the evicted (account, merchant) slots."""
         account_slots, merchant_slots = slots or (None, None)
-        self.evicted_accounts += accounts.evict_idle(self.now_us, config.account_ttl_s * MICROS_PER_SECOND,
-                                                     account_slots)
-        self.evicted_merchants += merchants.evict_idle(self.now_us, config.merchant_ttl_s * MICROS_PER_SECOND,
-                                                       merchant_slots)
+        evicted = (accounts.evict_idle(self.now_us, config.account_ttl_s * MICROS_PER_SECOND, account_slots),
+                   merchants.evict_idle(self.now_us, config.merchant_ttl_s * MICROS_PER_SECOND, merchant_slots))
+        self.evicted_accounts += evicted[0].size
+        self.evicted_merchants += evicted[1].size
         self.next_sweep_us = self.now_us + SWEEP_INTERVAL_US
+        return evicted
 
     def to_meta(self) -> dict[str, object]:
         return {"clock_us": self.now_us, "next_sweep_us": self.next_sweep_us, "late_events": self.late_events,

@@ -143,9 +143,9 @@ class KeyedStore:
         if stale.any():
             self.reset(slots[stale])
 
-    def evict_idle(self, clock_us: int, ttl_us: int, slots: np.ndarray | None = None) -> int:
+    def evict_idle(self, clock_us: int, ttl_us: int, slots: np.ndarray | None = None) -> np.ndarray:
         """Evict keys (among ``slots``, default all) idle for longer than the TTL at this event-time clock;
-        returns how many.
+        returns their slots.
 
         Keys without any event yet (a merchant known only from labels, e.g. in a partition that has
         not seen it) are kept: their labels must wait for the key's first event, whenever the sweep
@@ -155,7 +155,7 @@ class KeyedStore:
         watermark = self.scalars["watermark_us"][slots]
         idle = slots[(watermark > NO_TIME) & (watermark < clock_us - ttl_us)]
         self.evict(idle)
-        return int(idle.size)
+        return idle
 
     def evict(self, slots: np.ndarray) -> None:
         """Drop keys and recycle their slots (a recycled slot keeps its arena block)."""
