@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.events import TRANSACTION_COLUMNS, DecodedBatch, Rejected, decode_transactions, format_time_us
-from fraudstream.features.columnar import float_matrix
 
 if TYPE_CHECKING:
+    from fraudstream.features import FeatureRows
     from fraudstream.scoring import ScoreResult
 
 #: Bookkeeping columns an engine adds beside TRANSACTION_COLUMNS before building rows.
@@ -46,22 +46,22 @@ def decode(payloads: Sequence[bytes | None]) -> DecodedBatch:
     return decode_transactions(payloads)
 
 
-def scored_rows(transactions: pd.DataFrame, features: pd.DataFrame, scores: ScoreResult, *, model_version: str,
+def scored_rows(transactions: pd.DataFrame, features: FeatureRows, scores: ScoreResult, *, model_version: str,
                 engine: str, scored_at_us: int, feature_columns: Sequence[str]) -> pd.DataFrame:
     """The rows for the ``transactions`` table, in ROW_COLUMNS order.
 
-    ``transactions`` holds TRANSACTION_COLUMNS and SOURCE_COLUMNS; ``features`` is the core's output
-    aligned with it (with ``is_late``); ``feature_columns`` name the stored feature values, in order
+    ``transactions`` holds TRANSACTION_COLUMNS and SOURCE_COLUMNS; ``features`` are the core's output
+    aligned with it; ``feature_columns`` name the stored feature values, in order
     (fraudstream.store.writer.feature_order gives the order the database holds for a model version).
     """
     count = len(transactions)
     computed = {
-        "features": features_array(features, feature_columns),
+        "features": features_array(features.columns(feature_columns)),
         "score": np.asarray(scores.probability, dtype=np.float64),
         "decision": np.asarray(scores.decision, dtype=object),
         "reasons": np.fromiter(scores.reasons, dtype=object, count=len(scores.reasons)),
         "model_version": np.full(count, model_version, dtype=object),
-        "is_late": features["is_late"].to_numpy(dtype=bool),
+        "is_late": features.is_late,
         "engine": np.full(count, engine, dtype=object),
         "scored_at_us": np.full(count, scored_at_us, dtype=np.int64),
     }
@@ -75,14 +75,13 @@ def no_rows() -> pd.DataFrame:
     return pd.DataFrame({name: [] for name in ROW_COLUMNS})
 
 
-def features_array(features: pd.DataFrame, names: Sequence[str]) -> pd.arrays.ArrowStringArray:
-    """One PostgreSQL double precision[] literal per row, values in the order of ``names``, assembled in
-    Arrow (no Python per row: this runs for every event). A number is the shortest text that reads back
-    as the same double; a missing or infinite value is NULL."""
-    matrix = float_matrix(features, pd.Index(names))
+def features_array(matrix: np.ndarray) -> pd.arrays.ArrowStringArray:
+    """One PostgreSQL double precision[] literal per row of a (rows, features) matrix, assembled in Arrow
+    (no Python per row: this runs for every event). A number is the shortest text that reads back as the
+    same double; a missing or infinite value is NULL."""
     values = np.where(np.isinf(matrix), np.nan, matrix).ravel()
     text = pc.fill_null(pc.cast(pa.array(values, from_pandas=True), pa.string()), "NULL")
-    offsets = pa.array(np.arange(len(features) + 1, dtype=np.int32) * len(names))
+    offsets = pa.array(np.arange(matrix.shape[0] + 1, dtype=np.int32) * matrix.shape[1])
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, text), ",")
     return pd.arrays.ArrowStringArray(pc.binary_join_element_wise("{", joined, "}", ""))
 

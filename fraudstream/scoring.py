@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudstream.features import FeatureConfig
+from fraudstream.features import FeatureConfig, FeatureRows
 from fraudstream.features.columnar import float_matrix
 from fraudstream.model.compiled import CompiledModel, cache_dir_for
 from fraudstream.model.explain import PathAttribution, describer
@@ -77,7 +77,14 @@ class Scorer:
 
     def score(self, features: pd.DataFrame) -> ScoreResult:
         """Score every row of a frame holding (at least) the model's feature columns."""
-        matrix = float_matrix(features, self._columns)
+        return self.score_matrix(float_matrix(features, self._columns))
+
+    def score_rows(self, features: FeatureRows) -> ScoreResult:
+        """Score feature rows holding (at least) the model's features: what the engines call."""
+        return self.score_matrix(features.columns(self.feature_names))
+
+    def score_matrix(self, matrix: np.ndarray) -> ScoreResult:
+        """Score a (rows, feature_names) matrix, columns in the model's order."""
         if matrix.shape[0] == 0:
             return ScoreResult(np.zeros(0), np.zeros(0, dtype=object), [])
         probability = self._compiled.predict(matrix)

@@ -59,7 +59,7 @@ from fraudstream.config import Settings
 from fraudstream.engines.exceptions import MetricsPortUnavailable, OffsetRegression, SinkDeliveryFailed, TopicMissing
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
-from fraudstream.features import FEATURE_CODE_VERSION, FeatureState, StateFormatError, feature_names
+from fraudstream.features import FEATURE_CODE_VERSION, FeatureRows, FeatureState, StateFormatError
 from fraudstream.features.columnar import batch_columns
 from fraudstream.features.partitioned import PartitionedFeatureState
 from fraudstream.features.state import REQUIRED_COLUMNS
@@ -324,7 +324,7 @@ class LocalEngine:
         transactions["kafka_partition"] = batch.partitions[decoded.positions][new]
         transactions["kafka_offset"] = batch.offsets[decoded.positions][new]
         transactions["ingested_at_us"] = batch.ingested_at_us
-        rows = self._score(transactions, features[new].reset_index(drop=True))
+        rows = self._score(transactions, features.rows(new))
         alerts = pipeline.alert_messages(rows)
         encoded = writer.encode_scored(rows) if len(rows) else b""
         self._collect()
@@ -361,18 +361,17 @@ class LocalEngine:
             committed[partitions == partition] = self.states[partition].committed
         return committed
 
-    def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> pd.DataFrame:
+    def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> FeatureRows:
         """Each partition's rows through its own state, in one call; the result is aligned with ``frame``."""
         matrix, late = self.features.process_columns(batch_columns(frame, REQUIRED_COLUMNS), partitions)
-        features = pd.DataFrame(matrix, columns=pd.Index(feature_names(self.config)), copy=False)
-        features["is_late"] = late
-        return features
+        return FeatureRows(matrix, self.features.feature_names, late)
 
-    def _score(self, transactions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    def _score(self, transactions: pd.DataFrame, features: FeatureRows) -> pd.DataFrame:
         if transactions.empty:
             return pipeline.no_rows()
         scorer = self.models.scorer
-        return pipeline.scored_rows(transactions, features, scorer.score(features), model_version=scorer.model_version,
+        return pipeline.scored_rows(transactions, features, scorer.score_rows(features),
+                                    model_version=scorer.model_version,
                                     engine=ENGINE, scored_at_us=time.time_ns() // 1000,
                                     feature_columns=self._feature_order)
 

@@ -27,6 +27,7 @@ from pyspark import SparkContext, TaskContext
 from fraudstream import kafka, pipeline
 from fraudstream.config import Settings
 from fraudstream.engines.exceptions import SinkDeliveryFailed
+from fraudstream.features import FeatureRows
 from fraudstream.scoring import Scorer
 from fraudstream.store import writer
 
@@ -126,7 +127,8 @@ def _scored_rows(settings: Settings, connection: psycopg.Connection, batch: Batc
     scorer = _scorer(settings.models_dir, batch.model_version)
     order = _feature_order(connection, settings.database_url, scorer)
     transactions["ingested_at_us"] = batch.ingested_at_us
-    return pipeline.scored_rows(transactions, features, scorer.score(features), model_version=batch.model_version,
+    rows = FeatureRows.from_frame(features)
+    return pipeline.scored_rows(transactions, rows, scorer.score_rows(rows), model_version=batch.model_version,
                                 engine=ENGINE, scored_at_us=time.time_ns() // 1000, feature_columns=order)
 
 

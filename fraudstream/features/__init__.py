@@ -46,7 +46,7 @@ from fraudstream.features.config import (
 from fraudstream.features.exceptions import FeatureError, MissingColumnsError, StateFormatError
 from fraudstream.features.merchant import MerchantFeatures
 from fraudstream.features.replay import replay_partitioned
-from fraudstream.features.state import FeatureState, StateStats
+from fraudstream.features.state import FeatureRows, FeatureState, StateStats
 
 ACCOUNT_FEATURE_NAMES = account_feature_names(FeatureConfig())
 MERCHANT_FEATURE_NAMES = merchant_feature_names(FeatureConfig())
@@ -60,6 +60,7 @@ __all__ = [
     "AccountFeatures",
     "FeatureConfig",
     "FeatureError",
+    "FeatureRows",
     "FeatureState",
     "MerchantFeatures",
     "MissingColumnsError",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -94,6 +94,37 @@ class EventClock:
     def from_meta(cls, meta: dict) -> EventClock:
         evicted_accounts, evicted_merchants = meta["evicted"]
         return cls(meta["clock_us"], meta["next_sweep_us"], meta["late_events"], evicted_accounts, evicted_merchants)
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """A batch's features as arrays, from the core to scoring and storage: the (rows, names) matrix and
+    is_late. Engines pass these instead of a DataFrame, whose construction, row filter and column
+    lookups cost ~10% of the local engine's CPU on a micro-batch."""
+
+    matrix: np.ndarray
+    names: tuple[str, ...]
+    is_late: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> FeatureRows:
+        """Of a frame as FeatureState.process returns it (feature columns and is_late)."""
+        names = tuple(name for name in frame.columns if name != "is_late")
+        return cls(col.float_matrix(frame, pd.Index(names)), names, frame["is_late"].to_numpy(dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.is_late)
+
+    def rows(self, selected: np.ndarray) -> FeatureRows:
+        return FeatureRows(self.matrix[selected], self.names, self.is_late[selected])
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The values of ``names``, in that order, as a (rows, names) matrix; KeyError names a missing one."""
+        position = {name: number for number, name in enumerate(self.names)}
+        missing = [name for name in names if name not in position]
+        if missing:
+            raise KeyError(f"feature columns missing: {', '.join(missing[:5])}")
+        return self.matrix[:, [position[name] for name in names]]
 
 
 def feature_matrix(accounts: AccountFeatures, merchants: MerchantFeatures, account_batch: col.Columns,

@@ -12,6 +12,7 @@ import pytest
 from fraudstream import pipeline
 from fraudstream.config import Settings
 from fraudstream.events import LABEL_COLUMNS, transactions_frame
+from fraudstream.features import FeatureRows
 from fraudstream.scoring import ScoreResult
 from fraudstream.store import writer
 
@@ -29,7 +30,7 @@ def rows(prefix: str, count: int) -> pd.DataFrame:
                              "is_late": np.zeros(count, dtype=bool)})
     scores = ScoreResult(np.linspace(0, 1, count), np.array(["approve", "review", "block"] * count)[:count],
                          [("amount is high", 'quote " and {brace}, comma')] * count)
-    return pipeline.scored_rows(frame, features, scores, model_version="v-test", engine="test",
+    return pipeline.scored_rows(frame, FeatureRows.from_frame(features), scores, model_version="v-test", engine="test",
                                 scored_at_us=1_795_860_002_000_000,
                                 feature_columns=["amount", "speed_from_previous_kmh"])
 

@@ -9,6 +9,7 @@ import pytest
 
 from fraudstream import pipeline
 from fraudstream.events import transactions_frame
+from fraudstream.features import FeatureRows
 from fraudstream.scoring import ScoreResult
 
 pytestmark = pytest.mark.unit
@@ -25,7 +26,7 @@ def batch() -> tuple[pd.DataFrame, pd.DataFrame, ScoreResult]:
                              "is_late": [False, True, False, False]})
     scores = ScoreResult(np.array([0.1, 0.6, 0.95, 0.2]), np.array(["approve", "review", "block", "approve"]),
                          [(), ("amount is high",), ("amount is high", 'a "quoted" reason'), ()])
-    return frame, features, scores
+    return frame, FeatureRows.from_frame(features), scores
 
 
 def test_scored_rows_hold_every_column_in_order_with_feature_arrays() -> None:

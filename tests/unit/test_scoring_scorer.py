@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudstream.features import FEATURE_NAMES
+from fraudstream.features import FEATURE_NAMES, FeatureRows
 from fraudstream.model.examples import example_booster, example_manifest, publish_example_model
 from fraudstream.model.exceptions import ArtifactError
 from fraudstream.model.registry import MODEL_FILE, Registry
@@ -65,3 +65,15 @@ def test_scorer_refuses_a_tampered_artifact(tmp_path: Path) -> None:
         handle.write("\n")
     with pytest.raises(ArtifactError, match="SHA-256"):
         Scorer.load(tmp_path / version)
+
+
+def test_feature_rows_in_another_column_order_score_as_the_frame(scorer: Scorer) -> None:
+    frame = features(40)
+    shuffled = frame[list(reversed(frame.columns))]  # the core's order need not be the model's
+    rows = FeatureRows.from_frame(shuffled)
+    assert rows.names[0] != FEATURE_NAMES[0]
+    by_rows, by_frame = scorer.score_rows(rows.rows(np.arange(40) % 2 == 0)), scorer.score(frame.iloc[::2])
+    assert np.array_equal(by_rows.probability, by_frame.probability)
+    assert by_rows.reasons == by_frame.reasons
+    with pytest.raises(KeyError, match="amount"):
+        scorer.score_rows(FeatureRows.from_frame(frame.drop(columns="amount")))
