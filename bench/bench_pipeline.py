@@ -53,7 +53,7 @@ from fraudstream import kafka, pipeline
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.events import partition_for, transaction_to_dict
-from fraudstream.features import FeatureRows, FeatureState
+from fraudstream.features import FeatureState
 from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
 
@@ -317,7 +317,7 @@ def seed_worker(group: str) -> None:
                 continue
             frame = decoded.frame.assign(kafka_partition=message.partition(), kafka_offset=message.offset(),
                                          ingested_at_us=ingested_at_us)
-            features = FeatureRows.from_frame(state.process(decoded.frame))
+            features = state.process_rows(decoded.frame)
             rows = pipeline.scored_rows(frame, features, scorer.score_rows(features),
                                         model_version=scorer.model_version, engine="seed-style",
                                         scored_at_us=time.time_ns() // 1000, feature_columns=scorer.feature_names)

@@ -100,7 +100,7 @@ def _producer(settings: Settings) -> Producer:
     return _producers[settings.kafka_bootstrap]
 
 
-def write(settings: Settings, batch: BatchContext, transactions: pd.DataFrame, features: pd.DataFrame,
+def write(settings: Settings, batch: BatchContext, transactions: pd.DataFrame, features: FeatureRows,
           labels: pd.DataFrame, letters: list[pipeline.DeadLetter]) -> dict[str, int]:
     """Score, alert, dead-letter and upsert one partition's batch; the counts.
 
@@ -121,14 +121,13 @@ def write(settings: Settings, batch: BatchContext, transactions: pd.DataFrame, f
 
 
 def _scored_rows(settings: Settings, connection: psycopg.Connection, batch: BatchContext,
-                 transactions: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+                 transactions: pd.DataFrame, features: FeatureRows) -> pd.DataFrame:
     if transactions.empty:
         return pipeline.no_rows()
     scorer = _scorer(settings.models_dir, batch.model_version)
     order = _feature_order(connection, settings.database_url, scorer)
     transactions["ingested_at_us"] = batch.ingested_at_us
-    rows = FeatureRows.from_frame(features)
-    return pipeline.scored_rows(transactions, rows, scorer.score_rows(rows), model_version=batch.model_version,
+    return pipeline.scored_rows(transactions, features, scorer.score_rows(features), model_version=batch.model_version,
                                 engine=ENGINE, scored_at_us=time.time_ns() // 1000, feature_columns=order)
 
 

@@ -133,7 +133,7 @@ class PartitionFeatures(StatefulProcessor):
         transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
         decoded = pipeline.decode(transactions["value"].tolist())
         letters += _letters(transactions, decoded.rejected)
-        computed = features.process(decoded.frame).reset_index(drop=True)
+        computed = features.process_rows(decoded.frame)
         valid = decoded.frame.reset_index(drop=True)
         valid["kafka_partition"] = transactions["partition"].to_numpy()[decoded.positions].astype("int32")
         valid["kafka_offset"] = transactions["offset"].to_numpy()[decoded.positions].astype("int64")

@@ -106,12 +106,6 @@ class FeatureRows:
     names: tuple[str, ...]
     is_late: np.ndarray
 
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> FeatureRows:
-        """Of a frame as FeatureState.process returns it (feature columns and is_late)."""
-        names = tuple(name for name in frame.columns if name != "is_late")
-        return cls(col.float_matrix(frame, pd.Index(names)), names, frame["is_late"].to_numpy(dtype=bool))
-
     def __len__(self) -> int:
         return len(self.is_late)
 
@@ -159,13 +153,18 @@ class FeatureState:
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Feature rows (FEATURE_NAMES + is_late) for the batch, same index and order; updates state."""
+        rows = self.process_rows(batch)
+        frame = pd.DataFrame(rows.matrix, index=batch.index, columns=self._names, copy=False)
+        frame["is_late"] = rows.is_late
+        return frame
+
+    def process_rows(self, batch: pd.DataFrame) -> FeatureRows:
+        """process() as FeatureRows, what scoring and storage take (no DataFrame of features)."""
         missing = [name for name in REQUIRED_COLUMNS if name not in batch.columns]
         if missing:
             raise MissingColumnsError(f"batch lacks columns: {', '.join(missing)}")
         matrix, late = self.process_columns(col.batch_columns(batch, REQUIRED_COLUMNS))
-        frame = pd.DataFrame(matrix, index=batch.index, columns=self._names, copy=False)
-        frame["is_late"] = late
-        return frame
+        return FeatureRows(matrix, self.feature_names, late)
 
     def process_columns(self, batch: col.Columns) -> tuple[np.ndarray, np.ndarray]:
         """process() over arrays (col.batch_columns of REQUIRED_COLUMNS): the (rows, feature_names)

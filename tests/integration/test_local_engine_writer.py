@@ -26,11 +26,11 @@ def rows(prefix: str, count: int) -> pd.DataFrame:
     frame["kafka_partition"] = np.int32(0)
     frame["kafka_offset"] = np.arange(count, dtype=np.int64)
     frame["ingested_at_us"] = np.int64(1_795_860_001_000_000)
-    features = pd.DataFrame({"amount": frame["amount"], "speed_from_previous_kmh": np.nan,
-                             "is_late": np.zeros(count, dtype=bool)})
+    features = FeatureRows(np.column_stack((frame["amount"], np.full(count, np.nan))),
+                           ("amount", "speed_from_previous_kmh"), np.zeros(count, dtype=bool))
     scores = ScoreResult(np.linspace(0, 1, count), np.array(["approve", "review", "block"] * count)[:count],
                          [("amount is high", 'quote " and {brace}, comma')] * count)
-    return pipeline.scored_rows(frame, FeatureRows.from_frame(features), scores, model_version="v-test", engine="test",
+    return pipeline.scored_rows(frame, features, scores, model_version="v-test", engine="test",
                                 scored_at_us=1_795_860_002_000_000,
                                 feature_columns=["amount", "speed_from_previous_kmh"])
 

@@ -15,18 +15,18 @@ from fraudstream.scoring import ScoreResult
 pytestmark = pytest.mark.unit
 
 
-def batch() -> tuple[pd.DataFrame, pd.DataFrame, ScoreResult]:
+def batch() -> tuple[pd.DataFrame, FeatureRows, ScoreResult]:
     frame = transactions_frame(
         (f"t{i}", 1_795_860_000_000_000 + i, f"a{i}", 10.0 + i, "EUR", "m1", "grocery", "credit_card", "online",
          "DE", 52.5, 13.4, f"d{i}") for i in range(4))
     frame["kafka_partition"] = np.int32(2)
     frame["kafka_offset"] = np.arange(40, 44, dtype=np.int64)
     frame["ingested_at_us"] = np.int64(1_795_860_001_000_000)
-    features = pd.DataFrame({"amount": frame["amount"], "hour_of_day": [1.0, np.nan, np.inf, 0.25],
-                             "is_late": [False, True, False, False]})
+    features = FeatureRows(np.column_stack((frame["amount"], [1.0, np.nan, np.inf, 0.25])), ("amount", "hour_of_day"),
+                           np.array([False, True, False, False]))
     scores = ScoreResult(np.array([0.1, 0.6, 0.95, 0.2]), np.array(["approve", "review", "block", "approve"]),
                          [(), ("amount is high",), ("amount is high", 'a "quoted" reason'), ()])
-    return frame, FeatureRows.from_frame(features), scores
+    return frame, features, scores
 
 
 def test_scored_rows_hold_every_column_in_order_with_feature_arrays() -> None:

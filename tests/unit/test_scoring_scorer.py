@@ -67,13 +67,17 @@ def test_scorer_refuses_a_tampered_artifact(tmp_path: Path) -> None:
         Scorer.load(tmp_path / version)
 
 
+def rows_of(frame: pd.DataFrame) -> FeatureRows:
+    names = tuple(name for name in frame.columns if name != "is_late")
+    return FeatureRows(frame[list(names)].to_numpy(dtype=np.float64), names, frame["is_late"].to_numpy(dtype=bool))
+
+
 def test_feature_rows_in_another_column_order_score_as_the_frame(scorer: Scorer) -> None:
     frame = features(40)
-    shuffled = frame[list(reversed(frame.columns))]  # the core's order need not be the model's
-    rows = FeatureRows.from_frame(shuffled)
+    rows = rows_of(frame[list(reversed(frame.columns))])  # the core's order need not be the model's
     assert rows.names[0] != FEATURE_NAMES[0]
     by_rows, by_frame = scorer.score_rows(rows.rows(np.arange(40) % 2 == 0)), scorer.score(frame.iloc[::2])
     assert np.array_equal(by_rows.probability, by_frame.probability)
     assert by_rows.reasons == by_frame.reasons
     with pytest.raises(KeyError, match="amount"):
-        scorer.score_rows(FeatureRows.from_frame(frame.drop(columns="amount")))
+        scorer.score_rows(rows_of(frame.drop(columns="amount")))
