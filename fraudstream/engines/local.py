@@ -401,7 +401,7 @@ class LocalEngine:
         """Enqueue alerts and dead letters; step 7 flushes them."""
         for key, value in alerts:
             self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
-        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
+        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters, on_delivery=self._delivered)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
