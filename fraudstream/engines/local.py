@@ -308,7 +308,9 @@ class LocalEngine:
         # 3. Labels: apply to the states that have not seen them, stage for the table.
         labels, label_letters = self.labels.poll(self.states.values(), self.features, ENGINE)
         # 4. Decode and validate.
-        decoded = pipeline.decode(batch.payloads)
+        received_at_us = pipeline.received_times_us(batch.produced_at_us, batch.ingested_at_us)
+        decoded = pipeline.decode(batch.payloads, received_at_us,
+                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
         fresh = batch.offsets >= self._committed_offsets(batch.partitions)
         rejected = [item for item in decoded.rejected if fresh[item.position]]
         letters = label_letters

@@ -70,6 +70,9 @@ def hostile(prefix: str) -> dict[str, tuple[bytes | None, str]]:
         "deep-nesting": (b"[" * 100_000 + b"]" * 100_000, "oversized"),
         "one-megabyte": (orjson.dumps(event(prefix, 90_016, note="x" * MEGABYTE)), "oversized"),
         "invalid-utf8": (b'{"transaction_id": "\xff\xfe"}', "invalid JSON"),
+        # a producer whose clock is decades ahead: a valid event, but it would move the features' clock
+        "future-clock": (orjson.dumps(event(prefix, 90_017, event_time="2090-01-01T00:00:00Z")),
+                         "event_time_in_future: event_time 2090-01-01T00:00:00.000000Z is"),
     }
 
 
