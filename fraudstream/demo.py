@@ -65,6 +65,10 @@ DEFAULT_TRAINING_DAYS = 10
 DEFAULT_TRAINING = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=2, test_days=2),
                                max_rounds=200)
 MALFORMED_EVENT = b'{"transaction_id": "demo-malformed", "amount": '
+#: The warm-up fails only when the processor scored nothing new for this long (a busy machine is slower,
+#: not stuck); the drain after the live part ends after this long without a new row or label.
+WARM_UP_STALL_S = 120.0
+DRAIN_STALL_S = 30.0
 
 
 def ensure_default_model(settings: Settings) -> str:
