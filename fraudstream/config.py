@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+    #: The key that signs model manifests; empty means ``model-signing.key`` beside the models directory
+    #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
+    model_signing_key_file: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
