@@ -9,21 +9,26 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from fraudstream.config import Settings
+from fraudstream.config import POSTGRES_APP_ROLE, Settings
+from fraudstream.services import postgres
 from fraudstream.store.schema import migrate, migrations
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def scratch_url(postgres_ready: Settings, database: psycopg.Connection) -> Iterator[str]:
+def scratch_url(postgres_ready: Settings) -> Iterator[str]:
+    """A new database owned by the application role (which may not create databases: the administrator does)."""
     name = f"scratch_{uuid.uuid4().hex[:10]}"
-    database.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_ready.database_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        database.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with psycopg.connect(postgres.admin_url(postgres_ready), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
+        try:
+            yield make_conninfo(postgres_ready.database_url, dbname=name)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: str) -> None:
