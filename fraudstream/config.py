@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     spark_master_webui_port: int = 8080
     spark_worker_webui_port: int = 8081
     spark_workers: int = 2
+    prometheus_port: int = 19090
 
     # Topics
     transactions_topic: str = "raw_transactions"
