@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
 
+    #: An event dated more than this after it was received (its Kafka timestamp, else the read time) is
+    #: dead-lettered as event_time_in_future: a producer's wrong clock must not move the features' clock.
+    event_time_future_tolerance_s: float = Field(default=300.0, ge=0)
+
     @model_validator(mode="after")
     def _local_endpoints(self) -> Settings:
         if not self.kafka_bootstrap:

@@ -300,6 +300,34 @@ def _frame(columns: dict[str, np.ndarray], length: int) -> pd.DataFrame:
     return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(length), columns=pd.Index(_COLUMN_NAMES))
 
 
+#: The reason code of an event dated too far after it was received (``reject_future_events``).
+EVENT_TIME_IN_FUTURE = "event_time_in_future"
+
+
+def reject_future_events(decoded: DecodedBatch, received_at_us: np.ndarray, tolerance_us: int) -> DecodedBatch:
+    """``decoded`` without the events dated more than ``tolerance_us`` after they were received
+    (``received_at_us``, one per payload), which become rejections with reason ``event_time_in_future``.
+
+    Why: event time drives the feature state's clock, so an event from a producer whose clock is decades
+    ahead would make every account look idle; the time it reached us is the bound it cannot fake alone.
+    """
+    times = decoded.frame["event_time_us"].to_numpy()
+    received = np.asarray(received_at_us, dtype=np.int64)[decoded.positions]
+    future = times > received + tolerance_us
+    if not future.any():
+        return decoded
+    late_by = [(int(position), int(time_us), int(at_us)) for position, time_us, at_us in
+               zip(decoded.positions[future].tolist(), times[future].tolist(), received[future].tolist(), strict=True)]
+    rejected = decoded.rejected + [
+        Rejected(position, f"{EVENT_TIME_IN_FUTURE}: event_time {format_time_us(time_us)} is "
+                           f"{(time_us - at_us) / 1e6:.0f} s after the event was received ({format_time_us(at_us)}), "
+                           f"more than the {tolerance_us / 1e6:g} s tolerated; check the producer's clock")
+        for position, time_us, at_us in late_by]
+    rejected.sort(key=lambda item: item.position)
+    keep = ~future
+    return DecodedBatch(decoded.frame[keep].reset_index(drop=True), decoded.positions[keep], rejected)
+
+
 def decode_transactions_per_record(payloads: Sequence[bytes | None]) -> DecodedBatch:
     """The reference path: each payload through ``decode_json`` and ``validate_transaction``."""
     rows: list[tuple[Any, ...]] = []

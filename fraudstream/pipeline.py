@@ -16,7 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.events import TRANSACTION_COLUMNS, DecodedBatch, Rejected, decode_transactions, format_time_us
+from fraudstream.events import (
+    TRANSACTION_COLUMNS,
+    DecodedBatch,
+    Rejected,
+    decode_transactions,
+    format_time_us,
+    reject_future_events,
+)
 
 if TYPE_CHECKING:
     from fraudstream.features import FeatureRows
@@ -40,10 +47,18 @@ MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024 - 64 * 1024
 DeadLetter = tuple[bytes | None, bytes | None, str, Mapping[str, str]]
 
 
-def decode(payloads: Sequence[bytes | None]) -> DecodedBatch:
+def received_times_us(kafka_timestamps_us: np.ndarray, read_at_us: int) -> np.ndarray:
+    """When each record was received: its Kafka timestamp, or the read time where the record has none."""
+    stamps = np.asarray(kafka_timestamps_us, dtype=np.int64)
+    return np.where(stamps > 0, stamps, read_at_us)
+
+
+def decode(payloads: Sequence[bytes | None], received_at_us: np.ndarray, *, future_tolerance_s: float) -> DecodedBatch:
     """Decode and validate (text PostgreSQL cannot store, NUL characters, is rejected there too), so
-    that no payload can make the database write fail and stop the engine."""
-    return decode_transactions(payloads)
+    that no payload can make the database write fail and stop the engine; events dated more than
+    ``future_tolerance_s`` after ``received_at_us`` (``received_times_us``) are rejected too, so that no
+    producer's clock can move the feature state's event time."""
+    return reject_future_events(decode_transactions(payloads), received_at_us, round(future_tolerance_s * 1_000_000))
 
 
 def scored_rows(transactions: pd.DataFrame, features: FeatureRows, scores: ScoreResult, *, model_version: str,

@@ -50,6 +50,8 @@ from fraudstream.features import FeatureConfig, FeatureState
 
 #: Grouping key (LongType): stands for one transactions partition (labels: every partition's key).
 KEY_COLUMN = "state_key"
+#: The Kafka record's timestamp in µs since the epoch (LongType): when the event was received.
+TIMESTAMP_COLUMN = "timestamp_us"
 STATE_SCHEMA = StructType([StructField("snapshot", BinaryType(), False)])
 #: A random id written with every snapshot: names the exact state a worker may still hold in memory.
 TOKEN_SCHEMA = StructType([StructField("token", StringType(), False)])
@@ -131,7 +133,9 @@ class PartitionFeatures(StatefulProcessor):
         letters = _letters(label_records, rejected_labels) if owner else []
 
         transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
-        decoded = pipeline.decode(transactions["value"].tolist())
+        received_at_us = pipeline.received_times_us(transactions[TIMESTAMP_COLUMN].to_numpy(), batch.ingested_at_us)
+        decoded = pipeline.decode(transactions["value"].tolist(), received_at_us,
+                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
         letters += _letters(transactions, decoded.rejected)
         computed = features.process_rows(decoded.frame)
         valid = decoded.frame.reset_index(drop=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import jsonschema
+import numpy as np
 import orjson
 import pytest
 
-from fraudstream import events
+from fraudstream import events, pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +167,38 @@ def test_trailing_newline_does_not_slip_through_a_pattern(field: str, value: str
     # Python's `$` matches before a final newline; JSON Schema's (ECMA-262) does not
     batch = events.decode_transactions([orjson.dumps({**VALID, field: value})])
     assert batch.frame.empty and field in batch.rejected[0].reason
+
+
+RECEIVED_US = events.parse_time_us("2026-11-28T13:45:00Z")
+SECOND_US = 1_000_000
+
+
+def at(offset_s: float) -> bytes:
+    return orjson.dumps({**VALID, "event_time": events.format_time_us(RECEIVED_US + round(offset_s * SECOND_US))})
+
+
+def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_future() -> None:
+    """Defect: an event dated decades ahead (the validator allows up to 2100) moved the feature clock."""
+    payloads = [at(0), at(300), at(301), b"{broken", at(70 * 365 * 86_400), at(-30 * 86_400)]
+    received = np.full(len(payloads), RECEIVED_US)
+    decoded = pipeline.decode(payloads, received, future_tolerance_s=300)
+    assert decoded.positions.tolist() == [0, 1, 5]  # 300 s ahead is tolerated; a month late is late, not refused
+    assert len(decoded.frame) == 3
+    reasons = {item.position: item.reason for item in decoded.rejected}
+    assert sorted(reasons) == [2, 3, 4]
+    assert reasons[2].startswith("event_time_in_future: event_time 2026-11-28T13:50:01.000000Z is 301 s after")
+    assert "check the producer's clock" in reasons[4]
+    assert [item.position for item in decoded.rejected] == [2, 3, 4]  # in payload order
+
+
+def test_the_tolerance_is_a_setting_and_each_event_has_its_own_receipt_time() -> None:
+    payloads = [at(60), at(60)]
+    received = np.array([RECEIVED_US, RECEIVED_US + 60 * SECOND_US])
+    assert pipeline.decode(payloads, received, future_tolerance_s=0).positions.tolist() == [1]
+    assert pipeline.decode(payloads, received, future_tolerance_s=60).positions.tolist() == [0, 1]
+
+
+def test_receipt_is_the_kafka_timestamp_else_the_read_time() -> None:
+    read_at_us = RECEIVED_US + 5 * SECOND_US
+    stamps = np.array([RECEIVED_US, -1_000, 0])  # confluent-kafka gives -1 ms for "no timestamp"
+    assert pipeline.received_times_us(stamps, read_at_us).tolist() == [RECEIVED_US, read_at_us, read_at_us]
