@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
 
+    # Analyst console (`fraudstream console`)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8000
+    #: The first start creates user `admin` with this password; empty: a random one, printed once and
+    #: kept (mode 0600) in state_dir/console-admin-password.
+    console_admin_password: str = ""
+    console_session_hours: float = 12.0
+    #: How long a claim locks a case to its analyst.
+    console_claim_minutes: float = 15.0
+    console_verdicts_per_minute: int = 30
+    #: How often the overview's one shared query loop refreshes (seconds).
+    console_overview_interval_s: float = 3.0
+
     @model_validator(mode="after")
     def _local_endpoints(self) -> Settings:
         if not self.kafka_bootstrap:
