@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from fraudstream import kafka
 from fraudstream.config import Settings, get_settings
@@ -54,3 +55,14 @@ def unique_topic(kafka_ready: Settings) -> Callable[..., str]:
         return name
 
     return create
+
+
+@pytest.fixture
+def scratch_url(postgres_ready: Settings, database: psycopg.Connection) -> Iterator[str]:
+    """A fresh, empty database on the project's server, dropped after the test."""
+    name = f"scratch_{uuid.uuid4().hex[:10]}"
+    database.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield postgres_ready.database_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        database.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

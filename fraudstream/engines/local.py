@@ -402,6 +402,7 @@ class LocalEngine:
         for key, value in alerts:
             self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
         kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
+        self.metrics.observe_dead_letters(letter[2] for letter in letters)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -497,6 +498,7 @@ class LocalEngine:
             if high >= 0:
                 lag[partition] = max(0, high - state.position)
         self.metrics.set_lag(lag)
+        self.metrics.set_label_lag(self.labels.lag())
 
     # --- running ---------------------------------------------------------------------------------------
 
