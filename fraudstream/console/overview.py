@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,6 +23,9 @@ from fraudstream.model.registry import Registry
 
 log = logging.getLogger(__name__)
 
+#: How often the loop folds new rows into the monitoring rollups (keeps the views' live part small).
+ROLLUP_REFRESH_S = 30.0
+
 
 class OverviewReader:
     """One overview snapshot: the aggregates, the dead-letter count and the production model."""
@@ -31,6 +35,7 @@ class OverviewReader:
         self.pool = pool
         self.registry = Registry(settings.models_dir)
         self._consumer: Consumer | None = None
+        self._refreshed = -ROLLUP_REFRESH_S
 
     def dead_letters(self) -> int | None:
         """Messages ever written to the dead-letter topic (sum of its partitions' end offsets)."""
@@ -47,6 +52,9 @@ class OverviewReader:
 
     def __call__(self) -> dict[str, Any]:
         with self.pool.connection() as connection:
+            if time.monotonic() - self._refreshed >= ROLLUP_REFRESH_S:
+                aggregates.refresh_rollups(connection)
+                self._refreshed = time.monotonic()
             snapshot = aggregates.overview(connection)
         snapshot["dead_letters"] = self.dead_letters()
         snapshot["production_model"] = self.registry.production_version()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fraudstream.console import auth, cases, pages
+from fraudstream.console.aggregates import histogram_percentile, outcomes_by_version
 from fraudstream.console.app import _safe_next
 from fraudstream.console.overview import OverviewHub
 from fraudstream.events import validate_label
@@ -96,3 +97,23 @@ def test_twenty_subscribers_share_one_query_loop() -> None:
     rounds, received = asyncio.run(scenario())
     assert all(len(snapshots) == 3 for snapshots in received)
     assert len(reads) == rounds <= 5  # one read per round for all 20, not one per subscriber
+
+
+def test_histogram_percentile_reads_the_bucket_that_holds_the_quantile() -> None:
+    buckets = [(2.0, 50), (1.0, 40), (10.0, 9), (100.0, 1)]
+    assert histogram_percentile(buckets, 0.5) == 2.0
+    assert histogram_percentile(buckets, 0.99) == 10.0
+    assert histogram_percentile(buckets, 1.0) == 100.0
+    assert histogram_percentile([], 0.5) is None
+
+
+def test_outcomes_by_version_give_precision_and_recall_of_the_alerts() -> None:
+    rows = [{"model_version": "v1", "flagged": True, "is_fraud": True, "transactions": 3},
+            {"model_version": "v1", "flagged": True, "is_fraud": False, "transactions": 1},
+            {"model_version": "v1", "flagged": False, "is_fraud": True, "transactions": 1},
+            {"model_version": "v1", "flagged": False, "is_fraud": False, "transactions": 95},
+            {"model_version": "v2", "flagged": False, "is_fraud": False, "transactions": 4}]
+    outcomes = outcomes_by_version(rows)
+    assert outcomes["v1"]["precision"] == 0.75 and outcomes["v1"]["recall"] == 0.75
+    assert outcomes["v1"]["labels"] == 100
+    assert outcomes["v2"]["precision"] is None and outcomes["v2"]["recall"] is None

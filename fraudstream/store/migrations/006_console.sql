@@ -51,7 +51,3 @@ CREATE INDEX IF NOT EXISTS transactions_flagged_score_idx
 -- A transaction page's merchant alert count: only flagged rows are indexed, so the engines' writes barely notice.
 CREATE INDEX IF NOT EXISTS transactions_merchant_flagged_idx
     ON transactions (merchant_id, event_time DESC) WHERE decision <> 'approve';
--- The console's live overview reads the last hour by wall-clock processing time. BRIN indexes: rows arrive
--- in about that order, so a few block ranges answer "the last hour" at almost no cost to the writes.
-CREATE INDEX IF NOT EXISTS transactions_scored_at_brin ON transactions USING brin (scored_at);
-CREATE INDEX IF NOT EXISTS labels_received_at_brin ON labels USING brin (received_at);
