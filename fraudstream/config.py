@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+    #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
+    #: empty means "resolve them with Maven into state_dir/jars on first use".
+    jars_dir: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
