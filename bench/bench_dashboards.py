@@ -1,0 +1,142 @@
+"""Latency of every "Fraud overview" panel query over the last 6 hours of a big table: the same SQL read
+through the per-minute views (rollups + live tail) and through raw scans, side by side.
+
+    .venv/bin/python bench/bench_dashboards.py [--rows 10000000] [--labels 50000] [--repeat 5]
+
+A scratch database on the project's PostgreSQL gets ``--rows`` scored rows spread over the last 6 hours
+(written 1 s after their event time, as a live pipeline would) and ``--labels`` labels; the rollups are
+refreshed once (its duration is reported), then the last 0.5% of rows are written after the refresh
+so that the views' live tail is not empty. "raw" runs each panel's exact SQL with the views shadowed by
+temporary views over the raw table (the same aggregates, no rollup). Median of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from fraudstream.config import get_settings
+from fraudstream.monitoring import overview
+from fraudstream.monitoring.sql import expand
+from fraudstream.services import manager
+from fraudstream.store.schema import migrate
+
+RESULTS = Path(__file__).parent / "results" / "bench_dashboards.json"
+VIEWS = {"scored_per_minute": "scored", "segments_per_minute": "segments", "alert_merchants_per_minute":
+         "alert_merchants", "alert_reasons_per_minute": "alert_reasons", "latency_per_minute": "latency",
+         "label_outcomes_per_minute": "label_outcomes"}
+FILL = """
+INSERT INTO transactions (transaction_id, event_time, account_id, amount, currency, merchant_id, merchant_category,
+    payment_method, channel, country, latitude, longitude, device_id, score, decision, reasons, model_version,
+    engine, ingested_at, scored_at, written_at)
+SELECT 'b' || n, e, 'a' || n %% 200000, 5 + (n * 7919) %% 500, 'EUR', 'm' || (n * 31) %% 5000, 'retail',
+    (ARRAY['credit_card', 'debit_card', 'bank_transfer', 'paypal', 'crypto'])[1 + n %% 5], 'online',
+    (ARRAY['DE', 'FR', 'US', 'BR', 'GB', 'ES', 'IT', 'NL', 'PL', 'IN'])[1 + (n * 13) %% 10],
+    40 + n %% 10, n %% 20, 'd', s, CASE WHEN s >= 0.9 THEN 'block' WHEN s >= 0.7 THEN 'review' ELSE 'approve' END,
+    CASE WHEN s >= 0.7 THEN ARRAY['amount is ' || n %% 9 || '.5x this account''s average', 'made at night']
+         ELSE '{}'::text[] END,
+    'v0001', 'local', e + interval '20 ms', e + interval '30 ms', e + interval '1 second'
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n,
+     LATERAL (SELECT %(start)s::timestamptz + (n - 1) * %(step)s::interval AS e,
+                     ((n * 2654435761) %% 1000) / 1000.0 * ((n * 40503) %% 1000) / 1000.0 AS s) AS v
+"""
+
+
+def fill(connection: psycopg.Connection, rows: int, labels: int, start: datetime, console: Console) -> float:
+    """Rows in chunks (progress shown), labels; returns the refresh's seconds after 99.5% of the rows."""
+    step = timedelta(hours=6) / rows
+    chunk, refreshed_at, refresh_s = 500_000, int(rows * 0.995), 0.0
+    first = 1
+    while first <= rows:
+        last = min(rows, first + chunk - 1, refreshed_at if first <= refreshed_at else rows)
+        connection.execute(FILL, {"first": first, "last": last, "start": start, "step": step})
+        console.print(f"  {last:,} / {rows:,} rows")
+        if last == refreshed_at:
+            connection.execute(f"INSERT INTO labels (transaction_id, is_fraud, labeled_at) SELECT 'b' || n, n % 7 = 0,"
+                               f" now() FROM generate_series(1, {rows}, {max(1, rows // labels)}) AS n LIMIT {labels}")
+            connection.execute("VACUUM ANALYZE transactions")
+            began = time.perf_counter()
+            connection.execute("SELECT monitoring_refresh(interval '0 seconds')")
+            refresh_s = time.perf_counter() - began
+        first = last + 1
+    connection.execute("ANALYZE")
+    return refresh_s
+
+
+def shadow_views(connection: psycopg.Connection) -> None:
+    """Temporary views named like the real ones (found first on the search path) over the raw rows."""
+    for view, stem in VIEWS.items():
+        extra = ", monitoring_bucket_upper_ms(bucket) AS upper_ms" if stem == "latency" else ""
+        columns = "minute, model_version, stage, bucket" + extra + ", transactions" if extra else "*"
+        connection.execute(f"CREATE TEMP VIEW {view} AS SELECT {columns} FROM "
+                           f"monitoring_{stem}_delta('-infinity', 'infinity')")
+
+
+def time_panels(connection: psycopg.Connection, start: datetime, end: datetime, repeat: int) -> dict[str, float]:
+    medians = {}
+    for query in overview.PANELS:
+        text = expand(query.sql, start, end, "5m", {"model_version": "all"})
+        runs = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            connection.execute(text).fetchall()
+            runs.append((time.perf_counter() - began) * 1000)
+        medians[query.title] = statistics.median(runs)
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--labels", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
+    args = parser.parse_args()
+    console = Console()
+    settings = get_settings()
+    manager.up(settings, ["postgres"])
+    name = f"bench_dashboards_{uuid.uuid4().hex[:6]}"
+    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        migrate(url)
+        end = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = end - timedelta(hours=6)
+        with psycopg.connect(url, autocommit=True) as connection:
+            console.print(f"[bold]filling[/] {args.rows:,} rows over the last 6 h, {args.labels:,} labels")
+            refresh_s = fill(connection, args.rows, args.labels, start, console)
+            views = time_panels(connection, start, end, args.repeat)
+            shadow_views(connection)
+            raw = time_panels(connection, start, end, args.repeat)
+    finally:
+        if not args.keep:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    table = Table(title=f"Fraud overview panels, last 6 h of {args.rows:,} rows + {args.labels:,} labels "
+                        f"(median of {args.repeat}, ms)")
+    for column in ("panel", "views (ms)", "raw scan (ms)", "speed-up"):
+        table.add_column(column, justify="left" if column == "panel" else "right")
+    for title, view_ms in views.items():
+        table.add_row(title, f"{view_ms:,.1f}", f"{raw[title]:,.1f}", f"{raw[title] / view_ms:,.0f}x")
+    console.print(table)
+    console.print(f"one refresh of {int(args.rows * 0.995):,} rows into the rollups: {refresh_s:.1f} s; "
+                  f"slowest panel through the views: {max(views.values()):.1f} ms")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"rows": args.rows, "labels": args.labels, "repeat": args.repeat,
+                                   "refresh_s": refresh_s, "views_ms": views, "raw_ms": raw}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
