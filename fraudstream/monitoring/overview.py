@@ -29,10 +29,11 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
 )
 
+from fraudstream.monitoring.guide import OVERVIEW_UID
 from fraudstream.monitoring.sql import Format, Sql
 
 POSTGRES = common.DataSourceRef(type_val="grafana-postgresql-datasource", uid="fraudstream-postgres")
-UID = "fraudstream-fraud-overview"
+UID = OVERVIEW_UID
 #: Where the analyst console runs; a transaction's page is <console_url>/transactions/<id>.
 DEFAULT_CONSOLE_URL = "http://localhost:8000"
 
