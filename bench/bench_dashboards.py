@@ -107,6 +107,18 @@ def _ms(value: float | None, timeout_s: float) -> str:
     return f"{value:,.1f}" if value is not None else f"> {timeout_s * 1000:,.0f}"
 
 
+def markdown(results: dict) -> str:
+    """The results as the Markdown table the README shows (``--report`` prints it from the JSON)."""
+    timeout = results["raw_timeout_s"]
+    lines = [f"Last 6 h of {results['rows']:,} rows + {results['labels']:,} labels; ms, views median of "
+             f"{results['repeat']}, raw scans median of {results['raw_repeat']}; one refresh of the rollups "
+             f"after 99.5 % of the rows: {results['refresh_s']:.1f} s.", "",
+             "| panel | views (ms) | raw scan (ms) |", "| --- | ---: | ---: |"]
+    for title, view_ms in results["views_ms"].items():
+        lines.append(f"| {title} | {_ms(view_ms, 0)} | {_ms(results['raw_ms'][title], timeout)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -115,8 +127,12 @@ def main() -> None:
     parser.add_argument("--raw-repeat", type=int, default=1, help="Runs of each raw scan (they take seconds).")
     parser.add_argument("--raw-timeout-s", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
+    parser.add_argument("--report", action="store_true", help="Only print the last results as Markdown.")
     args = parser.parse_args()
     console = Console()
+    if args.report:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
     settings = get_settings()
     manager.up(settings, ["postgres"])
     name = f"bench_dashboards_{uuid.uuid4().hex[:6]}"
