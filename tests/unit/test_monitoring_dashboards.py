@@ -78,3 +78,9 @@ def test_demo_link_opens_the_overview_over_the_runs_simulated_minutes() -> None:
     link = guide.overview_link(start, end)
     assert link == f"{guide.GRAFANA_URL}/d/{overview.UID}?from=1769904000000&to=1769905860000"
     assert guide.overview_link() == f"{guide.GRAFANA_URL}/d/{overview.UID}"
+
+
+def test_rolling_window_never_goes_negative_with_buckets_longer_than_an_hour() -> None:
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 8, tzinfo=UTC)
+    assert "greatest(0, 3600 - 7200000 / 1000) PRECEDING" in expand(
+        overview.PRECISION_RECALL.sql, start, end, "2h", {"model_version": "all"})
