@@ -9,8 +9,10 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from fraudstream.monitoring.guide import HEALTH_UID
+
 PROMETHEUS = common.DataSourceRef(type_val="prometheus", uid="fraudstream-prometheus")
-UID = "fraudstream-pipeline-health"
+UID = HEALTH_UID
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,11 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
 )
 
+from fraudstream.monitoring.guide import OVERVIEW_UID
 from fraudstream.monitoring.sql import Format, Sql
 
 POSTGRES = common.DataSourceRef(type_val="grafana-postgresql-datasource", uid="fraudstream-postgres")
-UID = "fraudstream-fraud-overview"
+UID = OVERVIEW_UID
 #: Where the analyst console runs; a transaction's page is <console_url>/transactions/<id>.
 DEFAULT_CONSOLE_URL = "http://localhost:8000"
 
@@ -125,7 +126,8 @@ PRECISION_RECALL = PanelQuery(
     f"AND {MODEL} GROUP BY 1), "
     "rolling AS (SELECT time, sum(caught) OVER w AS caught, sum(alerted) OVER w AS alerted, "
     "sum(fraud) OVER w AS fraud FROM buckets "
-    "WINDOW w AS (ORDER BY time RANGE BETWEEN 3600 - $__interval_ms / 1000 PRECEDING AND CURRENT ROW)) "
+    "WINDOW w AS (ORDER BY time RANGE BETWEEN greatest(0, 3600 - $__interval_ms / 1000) PRECEDING "
+    "AND CURRENT ROW)) "
     "SELECT time, caught::float8 / nullif(alerted, 0) AS \"alert precision\", "
     "caught::float8 / nullif(fraud, 0) AS \"fraud recall\" FROM rolling "
     "WHERE time >= extract(epoch FROM $__timeFrom()::timestamptz) ORDER BY 1",

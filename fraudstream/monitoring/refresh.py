@@ -15,9 +15,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Refreshed:
-    """The write-time window one refresh added to the rollups, and what it cost."""
+    """Up to which write time the rollups hold the rows after one refresh, and what it cost."""
 
-    written_from: datetime
     written_to: datetime
     duration_s: float
 
@@ -26,8 +25,9 @@ def refresh_once(connection: psycopg.Connection) -> Refreshed:
     """One refresh in its own transaction."""
     started = time.perf_counter()
     with connection.transaction():
-        low, high = connection.execute("SELECT * FROM monitoring_refresh()").fetchone()
-    return Refreshed(low, high, time.perf_counter() - started)
+        # refreshed_from only: it is -infinity before the first refresh, which has no Python datetime
+        (high,) = connection.execute("SELECT refreshed_to FROM monitoring_refresh()").fetchone()
+    return Refreshed(high, time.perf_counter() - started)
 
 
 def refresh_every(database_url: str, every_s: float, stop: threading.Event | None = None) -> None:

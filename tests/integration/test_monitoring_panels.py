@@ -138,6 +138,9 @@ def test_every_overview_panel_runs_and_agrees_with_direct_counts(scored_database
         assert precision == (pytest.approx(caught / alerted) if alerted else None)
         assert recall == (pytest.approx(caught / fraud) if fraud else None)
         assert any(p is not None for _, p, _ in curve)
+        long_buckets = connection.execute(expand(overview.PRECISION_RECALL.sql, start, end, "2h",
+                                                 {"model_version": "all"})).fetchall()  # wider than the window
+        assert long_buckets and all(p is None or 0 <= p <= 1 for _, p, _ in long_buckets)
         # latency percentiles: ordered and positive
         for query in (overview.PIPELINE_LATENCY, overview.EVENT_LATENCY):
             for _, _, p50, p95, p99 in rows(query):

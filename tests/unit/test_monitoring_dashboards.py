@@ -11,7 +11,7 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from fraudstream.monitoring import health, overview, provisioning
+from fraudstream.monitoring import guide, health, overview, provisioning
 from fraudstream.monitoring.sql import expand, interval_seconds
 
 pytestmark = pytest.mark.unit
@@ -71,3 +71,16 @@ def test_macros_expand_as_grafana_documents_them() -> None:
     with pytest.raises(KeyError, match="model_version"):
         expand("SELECT '$model_version'", start, end)
     assert interval_seconds("30s") == 30 and interval_seconds("'2h'") == 7200
+
+
+def test_demo_link_opens_the_overview_over_the_runs_simulated_minutes() -> None:
+    start, end = datetime(2026, 2, 1, 0, 0, 30, tzinfo=UTC), datetime(2026, 2, 1, 0, 30, tzinfo=UTC)
+    link = guide.overview_link(start, end)
+    assert link == f"{guide.GRAFANA_URL}/d/{overview.UID}?from=1769904000000&to=1769905860000"
+    assert guide.overview_link() == f"{guide.GRAFANA_URL}/d/{overview.UID}"
+
+
+def test_rolling_window_never_goes_negative_with_buckets_longer_than_an_hour() -> None:
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 8, tzinfo=UTC)
+    assert "greatest(0, 3600 - 7200000 / 1000) PRECEDING" in expand(
+        overview.PRECISION_RECALL.sql, start, end, "2h", {"model_version": "all"})
