@@ -43,6 +43,9 @@ ALERT_DECISIONS = ("review", "block")
 #: The broker accepts 2 MB messages; a dead letter keeps at most this much of the original payload.
 MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
+#: What a dead letter came from (its ``dlq.source`` header): a transaction event or a label.
+DEAD_LETTER_SOURCES = ("transactions", "labels")
+
 #: (key, original bytes, reason, provenance) as fraudstream.kafka.publish_dead_letters takes them.
 DeadLetter = tuple[bytes | None, bytes | None, str, Mapping[str, str]]
 
@@ -122,13 +125,19 @@ def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:
 
 
 def dead_letters(keys: Sequence[bytes | None], payloads: Sequence[bytes | None], rejected: Sequence[Rejected],
-                 *, topic: str, partitions: Sequence[int], offsets: Sequence[int], engine: str) -> list[DeadLetter]:
+                 *, source: str, topic: str, partitions: Sequence[int], offsets: Sequence[int],
+                 engine: str) -> list[DeadLetter]:
     """The dead letters of a batch: the original bytes (cut to what the broker accepts, which a header
-    says), the reason, and where the event came from so that it can be found and replayed."""
+    says), the reason, and where the record came from so that it can be found and replayed.
+
+    ``source`` is one of DEAD_LETTER_SOURCES (the ``dlq.source`` header): events and labels share the
+    dead-letter topic, and a reader tells them apart by it."""
+    if source not in DEAD_LETTER_SOURCES:
+        raise ValueError(f"dead-letter source must be one of {', '.join(DEAD_LETTER_SOURCES)}, got {source!r}")
     letters: list[DeadLetter] = []
     for item in rejected:
         payload = payloads[item.position]
-        provenance = {"topic": topic, "partition": str(partitions[item.position]),
+        provenance = {"source": source, "topic": topic, "partition": str(partitions[item.position]),
                       "offset": str(offsets[item.position]), "engine": engine}
         if payload is not None and len(payload) > MAX_DEAD_LETTER_BYTES:
             provenance["truncated_from_bytes"] = str(len(payload))

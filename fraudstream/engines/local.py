@@ -315,7 +315,8 @@ class LocalEngine:
         rejected = [item for item in decoded.rejected if fresh[item.position]]
         letters = label_letters
         if rejected:
-            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, topic=self.topic,
+            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, source="transactions",
+                                            topic=self.topic,
                                             partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
                                             engine=ENGINE) + label_letters
         # 5. Features, each partition's rows through its own state, replays included.

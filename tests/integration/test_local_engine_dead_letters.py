@@ -133,7 +133,7 @@ def test_hostile_events_are_dead_lettered_with_reasons_and_the_rest_is_scored(
         value, headers = letters[key]
         assert value == (payload or None) or (payload == b"" and value in (b"", None)), key
         assert fragment in headers["dlq.reason"], f"{key}: {headers['dlq.reason']!r}"
-        assert headers["dlq.topic"] == run.settings.transactions_topic
+        assert (headers["dlq.source"], headers["dlq.topic"]) == ("transactions", run.settings.transactions_topic)
         assert int(headers["dlq.offset"]) >= 0
 
     stored = dict(database.execute(
@@ -199,3 +199,46 @@ def test_a_dead_letter_the_broker_refuses_fails_the_batch_and_is_retried(
     assert letters[bad_key][1]["dlq.offset"] == str(bad_offset)
     assert stop(processor) == 0
     assert committed_offset(database, run, partition) > bad_offset
+
+
+def test_a_hostile_label_is_dead_lettered_and_the_processor_keeps_scoring(
+    postgres_ready: Settings, database: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Defect: a label with NUL characters reached COPY label_stage and stopped `fraudstream process`, again
+    after each restart (the same label was read again). Labels now get the events' rules and dead letters
+    of their own (same topic, header dlq.source=labels)."""
+    run = new_run(postgres_ready, model_state_dir(postgres_ready), tmp_path / "logs")
+    prefix = f"dlq-labels-{run.group}-"
+    label = {"transaction_id": f"{prefix}00001", "account_id": "acct-1", "merchant_id": "merch-1", "is_fraud": True,
+             "scenario": "card_testing", "labeled_at": format_time_us(START_US + 2_000_000)}
+    hostile_labels = {
+        "label-nul": ({**label, "account_id": "acct\u0000", "merchant_id": "m\u0000", "scenario": "\u0000"},
+                      "NUL character"),
+        "label-long": ({**label, "merchant_id": "m" * 5_000}, "merchant_id must have 1 to 64 characters"),
+        "label-types": ({**label, "account_id": 12345}, "account_id must be a string, got int"),
+    }
+    producer = kafka.producer(run.settings)
+    for key, (payload, _) in hostile_labels.items():
+        producer.produce(run.settings.labels_topic, key=key.encode(), value=orjson.dumps(payload))
+    producer.produce(run.settings.labels_topic, key=b"acct-1", value=orjson.dumps(label))
+    assert producer.flush(30) == 0
+    first = [event(prefix, number) for number in range(100)]
+    produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in first])
+
+    processor = run.start("labels")
+    assert wait_for_rows(database, prefix, len(first), 120, (processor,)) == len(first)
+    later = [event(prefix, number) for number in range(1_000, 1_100)]
+    produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in later])
+    assert wait_for_rows(database, prefix, len(first) + len(later), 60, (processor,)) == len(first) + len(later)
+
+    letters = dead_letters(run, len(hostile_labels))
+    assert set(letters) == set(hostile_labels)
+    for key, (payload, fragment) in hostile_labels.items():
+        value, headers = letters[key]
+        assert value == orjson.dumps(payload)
+        assert fragment in headers["dlq.reason"], f"{key}: {headers['dlq.reason']!r}"
+        assert (headers["dlq.source"], headers["dlq.topic"]) == ("labels", run.settings.labels_topic)
+    stored = database.execute("SELECT account_id, merchant_id, scenario FROM labels WHERE transaction_id = %s",
+                              (label["transaction_id"],)).fetchall()
+    assert stored == [("acct-1", "merch-1", "card_testing")]
+    assert stop(processor) == 0
