@@ -4,11 +4,13 @@ VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
 DEMO_SECONDS ?= 60
+# e.g. `make demo DEMO_ARGS=--keep`: the processor and the analyst console stay up after the summary
+DEMO_ARGS ?=
 
 .PHONY: demo test setup system-deps services lint bench down clean dashboards docker docker-images compose-env
 
 demo: setup services
-	$(FS) demo --duration $(DEMO_SECONDS)
+	$(FS) demo --duration $(DEMO_SECONDS) $(DEMO_ARGS)
 
 test: setup
 	scripts/run-tests.sh

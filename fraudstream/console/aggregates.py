@@ -27,7 +27,7 @@ LABEL_WINDOW = "1 day"
 LATENCY_STAGE = "ingest_to_write"
 
 _NOW = """
-SELECT count(*) FILTER (WHERE written_at > clock_timestamp() - interval '10 seconds') AS written_10s,
+SELECT count(*) FILTER (WHERE written_at > now() - interval '10 seconds') AS written_10s,
        count(*) AS written_60s,
        count(*) FILTER (WHERE decision = 'approve') AS approve_60s,
        count(*) FILTER (WHERE decision = 'review') AS review_60s,
@@ -35,7 +35,7 @@ SELECT count(*) FILTER (WHERE written_at > clock_timestamp() - interval '10 seco
        percentile_cont(0.5) WITHIN GROUP (ORDER BY written_at - ingested_at) AS latency_p50,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY written_at - ingested_at) AS latency_p99,
        (array_agg(model_version ORDER BY written_at DESC))[1] AS model_version
-FROM transactions WHERE written_at > clock_timestamp() - interval '60 seconds'
+FROM transactions WHERE written_at > now() - interval '60 seconds'
 """
 #: The stream's latest event-time minute (not a future one: a bad clock must not hide the present).
 _LATEST_MINUTE = "SELECT max(minute) FROM scored_per_minute WHERE minute <= clock_timestamp()"

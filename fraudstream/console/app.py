@@ -8,6 +8,7 @@ or header ``X-CSRF-Token``). Browsers get pages and redirects; a client that ask
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -215,15 +216,17 @@ def create_app(settings: Settings) -> FastAPI:
               country: Annotated[str, Query(max_length=64)] = "",
               merchant_id: Annotated[str, Query(max_length=64)] = "",
               model_version: Annotated[str, Query(max_length=64)] = "",
-              min_amount: Annotated[float | None, Query(ge=0)] = None,
-              max_amount: Annotated[float | None, Query(ge=0)] = None,
-              since: datetime | None = None, until: datetime | None = None,
+              min_amount: Annotated[str, Query(max_length=32)] = "",
+              max_amount: Annotated[str, Query(max_length=32)] = "",
+              since: Annotated[str, Query(max_length=40)] = "",
+              until: Annotated[str, Query(max_length=40)] = "",
               cursor: Annotated[str, Query(max_length=512)] = "") -> Response:
-        since, until = _utc(since), _utc(until)
         filters = cases.QueueFilter(order=order, decision=decision or None, channel=channel or None,
                                     country=country or None, merchant_id=merchant_id or None,
-                                    model_version=model_version or None, min_amount=min_amount,
-                                    max_amount=max_amount, since=since, until=until)
+                                    model_version=model_version or None,
+                                    min_amount=_amount("min_amount", min_amount),
+                                    max_amount=_amount("max_amount", max_amount),
+                                    since=_utc_time("since", since), until=_utc_time("until", until))
         with state.pool.connection() as connection:
             page = cases.queue_page(connection, filters, cursor or None)
         query = {key: value for key, value in request.query_params.items() if key != "cursor" and value}
@@ -312,9 +315,28 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without a zone (a browser's datetime-local field) is read as UTC, like every time on the pages."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _amount(name: str, text: str) -> float | None:
+    """An optional filter amount: empty (a blank form field) is no filter; anything else a number >= 0."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise cases.BadRequest(f"{name} must be a number, got {text[:20]!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise cases.BadRequest(f"{name} must be a finite number >= 0")
+    return value
+
+
+def _utc_time(name: str, text: str) -> datetime | None:
+    """An optional ISO time; one without a zone (a browser's datetime-local field) is read as UTC."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise cases.BadRequest(f"{name} must be a time like 2026-01-31T12:00:00, got {text[:40]!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _jsonable(value: Any) -> Any:

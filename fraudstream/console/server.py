@@ -37,9 +37,13 @@ def url(settings: Settings) -> str:
     return f"http://{settings.console_host}:{settings.console_port}/"
 
 
-def announce(settings: Settings, password: str | None, out: Console) -> None:
-    """Where the console is and how to log in (the generated password is shown only on the first start)."""
+def announce(settings: Settings, password: str | None, out: Console, reveal_saved: bool = False) -> None:
+    """Where the console is and how to log in (the generated password is shown on the first start, and by
+    the demo, a local session, from its 0600 file)."""
     out.print(f"[bold]analyst console[/]: {url(settings)}")
+    saved = settings.state_dir / auth.ADMIN_PASSWORD_FILE
+    if password is None and reveal_saved and not settings.console_admin_password and saved.is_file():
+        password = saved.read_text().strip()
     if password:
         out.print(f"  first start: user [bold]{auth.ADMIN_USERNAME}[/], password [bold]{password}[/] "
                   f"(also in {settings.state_dir / auth.ADMIN_PASSWORD_FILE}, mode 0600)")

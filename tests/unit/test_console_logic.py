@@ -117,3 +117,14 @@ def test_outcomes_by_version_give_precision_and_recall_of_the_alerts() -> None:
     assert outcomes["v1"]["precision"] == 0.75 and outcomes["v1"]["recall"] == 0.75
     assert outcomes["v1"]["labels"] == 100
     assert outcomes["v2"]["precision"] is None and outcomes["v2"]["recall"] is None
+
+
+def test_an_analyst_label_is_valid_under_the_published_label_schema() -> None:
+    import jsonschema
+
+    from fraudstream.events import schema
+
+    message = cases.label_message({"transaction_id": "t-1", "account_id": "a-1", "merchant_id": "m-1"}, False,
+                                  datetime(2026, 1, 5, tzinfo=UTC), 3)
+    assert jsonschema.Draft202012Validator(schema("label")).is_valid(message)
+    assert not jsonschema.Draft202012Validator(schema("label")).is_valid({**message, "source": 7})
