@@ -19,8 +19,7 @@ RUN if [ -f /build/trust/cacerts ]; then export MAVEN_OPTS=-Djavax.net.ssl.trust
       -DoutputDirectory=/opt/fraudstream-jars/spark \
  && rm -rf /root/.m2
 
-# Python dependencies pinned by constraints.txt (their own layer: source changes do not reinstall them),
-# then the project itself.
+# Python dependencies pinned by constraints.txt, in a layer of their own (source changes do not touch it).
 FROM ${BASE_IMAGE} AS python
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -32,11 +31,16 @@ RUN if [ -f /build/trust/ca-certificates.crt ]; then export PIP_CERT=/build/trus
  && python3 -c "import tomllib; print(*tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
       > /src/requirements.txt \
  && /opt/fraudstream/bin/pip install -q -c /src/constraints.txt -r /src/requirements.txt
+
+# The project as a wheel: the final stage adds it as a small layer of its own, so a source change neither
+# reinstalls nor re-copies the dependencies.
+FROM python AS project
+RUN if [ -f /build/trust/ca-certificates.crt ]; then export PIP_CERT=/build/trust/ca-certificates.crt; fi \
+ && python3 -m venv /opt/build \
+ && /opt/build/bin/pip install -q 'setuptools>=77' wheel
 COPY README.md /src/
 COPY fraudstream /src/fraudstream
-COPY deploy/maven /src/deploy/maven
-RUN if [ -f /build/trust/ca-certificates.crt ]; then export PIP_CERT=/build/trust/ca-certificates.crt; fi \
- && /opt/fraudstream/bin/pip install -q --no-deps /src
+RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation --wheel-dir /wheels /src
 
 # The final image: Python, a JRE for Spark, the venv and the jars; no compilers, Maven or caches.
 FROM ${BASE_IMAGE}
@@ -46,10 +50,14 @@ RUN mkdir -p /usr/share/man/man1 \
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 libgomp1 procps curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /home/fraudstream fraudstream \
- && mkdir -p /var/lib/fraudstream/models /var/lib/fraudstream/spark \
+ && mkdir -p /var/lib/fraudstream/models /var/lib/fraudstream/spark-checkpoints \
  && chown -R fraudstream:fraudstream /var/lib/fraudstream
 COPY --from=jars /opt/fraudstream-jars /opt/fraudstream-jars
 COPY --from=python /opt/fraudstream /opt/fraudstream
+COPY --from=project /wheels /tmp/wheels
+RUN /opt/fraudstream/bin/pip install -q --no-cache-dir --no-deps --no-index --no-compile /tmp/wheels/*.whl \
+ && /opt/fraudstream/bin/python -m compileall -q /opt/fraudstream/lib/python3.11/site-packages/fraudstream \
+ && rm -rf /tmp/wheels
 ENV PATH=/opt/fraudstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FRAUDSTREAM_STATE_DIR=/var/lib/fraudstream \
