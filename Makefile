@@ -5,7 +5,7 @@ PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
 DEMO_SECONDS ?= 60
 
-.PHONY: demo test setup system-deps services lint bench down clean dashboards
+.PHONY: demo test setup system-deps services lint bench down clean dashboards docker docker-images compose-env
 
 demo: setup services
 	$(FS) demo --duration $(DEMO_SECONDS)
@@ -44,3 +44,13 @@ down:
 
 clean: down
 	rm -rf .fraudstream
+
+# Docker (compose.yaml). IMAGES=local: the images built here from Debian packages, no registry needed.
+docker:
+	@scripts/install-docker.sh
+
+docker-images: docker
+	scripts/docker-images.sh $(if $(filter local,$(IMAGES)),--local)
+
+compose-env:
+	@scripts/compose-env.sh $(if $(filter local,$(IMAGES)),--local-images)
