@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+    #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
+    #: empty means "resolve them with Maven into state_dir/jars on first use".
+    jars_dir: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
@@ -31,6 +34,7 @@ class Settings(BaseSettings):
     spark_master_webui_port: int = 8080
     spark_worker_webui_port: int = 8081
     spark_workers: int = 2
+    prometheus_port: int = 19090
 
     # Topics
     transactions_topic: str = "raw_transactions"
@@ -41,6 +45,9 @@ class Settings(BaseSettings):
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
 
+    #: An event dated more than this after it was received (its Kafka timestamp, else the read time) is
+    #: dead-lettered as event_time_in_future: a producer's wrong clock must not move the features' clock.
+    event_time_future_tolerance_s: float = Field(default=300.0, ge=0)
     # Analyst console (`fraudstream console`)
     console_host: str = "127.0.0.1"
     console_port: int = 8000

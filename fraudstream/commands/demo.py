@@ -25,9 +25,12 @@ def demo(
     Traffic runs on a simulated clock that continues after the model's training history, as many
     times faster than the wall clock as --rate needs; latencies are measured in real time."""
     from fraudstream.demo import DemoSummary, run_demo, summary_table
+    from fraudstream.monitoring.guide import where_to_look
 
     def show(summary: DemoSummary) -> None:
         console.print(summary_table(summary, f"fraudstream demo: {duration:.0f} s"))
+        for line in where_to_look(get_settings(), summary.simulated_start, summary.simulated_end):
+            console.print(line)
 
     try:
         run_demo(get_settings(), duration, rate, hacker_rate, console, warm_up_days, keep, with_console, show)

@@ -76,7 +76,7 @@ class LabelFeed:
                 state.label_offsets[int(partition)] = max(state.label_offsets.get(int(partition), 0), last)
         for partition in np.unique(partitions):
             self.positions[int(partition)] = int(offsets[partitions == partition].max()) + 1
-        letters = dead_letters([m.key() for m in messages], payloads, rejected, topic=self.topic,
+        letters = dead_letters([m.key() for m in messages], payloads, rejected, source="labels", topic=self.topic,
                                partitions=partitions.tolist(), offsets=offsets.tolist(), engine=engine)
         return frame, letters
 

@@ -4,10 +4,13 @@ refresh (all live tail), after one, and after more rows, late events and labels 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from fraudstream.config import Settings
+from fraudstream.services import manager
 from fraudstream.store.schema import migrate
 
 pytestmark = pytest.mark.integration
@@ -140,3 +143,20 @@ def test_refresh_stops_before_an_open_writing_transaction(scratch_url: str) -> N
         _refresh(refresher)
         assert refresher.execute("SELECT sum(transactions) FROM scored_rollup").fetchone()[0] == 100
         _assert_views_match(refresher)
+
+
+def test_refresher_service_keeps_the_rollups_current(postgres_ready: Settings, scratch_url: str,
+                                                     tmp_path: Path) -> None:
+    """`services up refresher` (part of `services up monitoring`) runs `fraudstream monitoring refresh --every`."""
+    migrate(scratch_url)
+    settings = postgres_ready.model_copy(update={"database_url": scratch_url, "state_dir": tmp_path})
+    with psycopg.connect(scratch_url, autocommit=True) as connection:
+        _insert(connection, 1, 200, None)
+        manager.up(settings, ["refresher"])
+        try:
+            deadline = time.monotonic() + 60  # the CLI's start-up, then one refresh every 10 s
+            while connection.execute("SELECT coalesce(sum(transactions), 0) FROM scored_rollup").fetchone()[0] < 200:
+                assert time.monotonic() < deadline, manager.logs(settings, "refresher")
+                time.sleep(0.5)
+        finally:
+            assert manager.down(settings, ["refresher"])[0].action == "stopped"

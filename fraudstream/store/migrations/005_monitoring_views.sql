@@ -194,8 +194,8 @@ UNION ALL
 SELECT d.* FROM monitoring_watermark w, monitoring_label_outcomes_delta(w.refreshed_to, 'infinity') d;
 
 -- Add what was written since the watermark to the rollups and move the watermark, in one transaction.
--- The new watermark stays before the start of every open writing transaction (their rows may carry an
--- earlier written_at than their commit), which needs a role that sees other sessions in
+-- The new watermark stays before the start of every open writing transaction in this database (their
+-- rows may carry an earlier written_at than their commit), which needs a role that sees other sessions in
 -- pg_stat_activity (the writers' own role, a superuser or pg_read_all_stats). Safe to run concurrently:
 -- callers queue on the watermark row. Returns the window it added.
 CREATE OR REPLACE FUNCTION monitoring_refresh(margin interval DEFAULT interval '1 second')
@@ -207,7 +207,8 @@ DECLARE
 BEGIN
     SELECT w.refreshed_to INTO low FROM monitoring_watermark w FOR UPDATE;
     SELECT least(clock_timestamp() - margin, min(a.xact_start)) INTO high
-    FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid();
+    FROM pg_stat_activity a
+    WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() AND a.datname = current_database();
     IF high <= low THEN
         RETURN QUERY SELECT low, low;
         RETURN;
