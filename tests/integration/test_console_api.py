@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -18,8 +19,9 @@ from console_harness import (
 from fastapi.testclient import TestClient
 
 from fraudstream.config import Settings
-from fraudstream.console import cases
+from fraudstream.console import auth, cases
 from fraudstream.console.app import create_app
+from fraudstream.console.server import prepare
 from fraudstream.events import validate_label
 
 pytestmark = pytest.mark.integration
@@ -220,3 +222,19 @@ def test_models_page_promotes_for_admins_only(app, run: ConsoleRun, clients) -> 
     missing = root.post("/models/v9999/promote", data={"csrf_token": csrf}, headers={"Accept": "application/json"})
     assert missing.status_code == 404
     assert root.get("/models").status_code == 200
+
+
+def test_first_start_creates_admin_with_a_random_password_kept_0600(services: Settings, scratch_url: str,
+                                                                   tmp_path: Path) -> None:
+    settings = services.model_copy(update={"database_url": scratch_url, "state_dir": tmp_path,
+                                           "console_admin_password": ""})
+    password = prepare(settings)
+    saved = tmp_path / "console-admin-password"
+    assert password and len(password) >= 20 and saved.read_text().strip() == password
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert prepare(settings) is None  # printed once: the second start creates nobody
+    with psycopg.connect(scratch_url, autocommit=True) as connection:
+        assert auth.login(connection, "admin", password, 1.0).user.is_admin
+        assert auth.login(connection, "admin", "admin", 1.0) is None
+        stored = connection.execute("SELECT password_hash FROM console_users").fetchone()[0]
+    assert stored.startswith("$argon2id$") and password not in stored
