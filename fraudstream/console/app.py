@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
+import psycopg
 from fastapi import Depends, FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -53,7 +54,7 @@ class ConsoleState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
-                                   kwargs={"autocommit": True}, name="console")
+                                   kwargs={"autocommit": True}, name="console", configure=_utc_session)
         self.producer = kafka.producer(settings, **{"linger.ms": 0})
         self.limiter = cases.RateLimiter(settings.console_verdicts_per_minute)
         self.registry = Registry(settings.models_dir)
@@ -64,6 +65,11 @@ class ConsoleState:
         self.reader.close()
         self.producer.flush(5)
         self.pool.close()
+
+
+def _utc_session(connection: psycopg.Connection) -> None:
+    """Every time on the pages is UTC, whatever the server's default zone."""
+    connection.execute("SET TIME ZONE 'UTC'")
 
 
 def _wants_json(request: Request) -> bool:
