@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
     #: empty means "resolve them with Maven into state_dir/jars on first use".
     jars_dir: Path | None = None
+    #: The key that signs model manifests; empty means ``model-signing.key`` beside the models directory
+    #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
+    model_signing_key_file: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
