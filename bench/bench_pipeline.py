@@ -312,7 +312,9 @@ def seed_worker(group: str) -> None:
             if message is None or message.error() is not None:
                 continue
             ingested_at_us = time.time_ns() // 1000
-            decoded = pipeline.decode([message.value()])
+            received_at_us = pipeline.received_times_us(np.array([message.timestamp()[1] * 1000]), ingested_at_us)
+            decoded = pipeline.decode([message.value()], received_at_us,
+                                      future_tolerance_s=settings.event_time_future_tolerance_s)
             if decoded.rejected:
                 continue
             frame = decoded.frame.assign(kafka_partition=message.partition(), kafka_offset=message.offset(),

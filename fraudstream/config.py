@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     #: application role, its password read by libpq from the generated ``postgres_passfile``).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+    #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
+    #: empty means "resolve them with Maven into state_dir/jars on first use".
+    jars_dir: Path | None = None
     #: The key that signs model manifests; empty means ``model-signing.key`` beside the models directory
     #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
     model_signing_key_file: Path | None = None
@@ -42,6 +45,7 @@ class Settings(BaseSettings):
     spark_master_webui_port: int = 8080
     spark_worker_webui_port: int = 8081
     spark_workers: int = 2
+    prometheus_port: int = 19090
 
     # Topics
     transactions_topic: str = "raw_transactions"
@@ -51,6 +55,22 @@ class Settings(BaseSettings):
     transactions_partitions: int = 6
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    #: An event dated more than this after it was received (its Kafka timestamp, else the read time) is
+    #: dead-lettered as event_time_in_future: a producer's wrong clock must not move the features' clock.
+    event_time_future_tolerance_s: float = Field(default=300.0, ge=0)
+    # Analyst console (`fraudstream console`)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8000
+    #: The first start creates user `admin` with this password; empty: a random one, printed once and
+    #: kept (mode 0600) in state_dir/console-admin-password.
+    console_admin_password: str = ""
+    console_session_hours: float = 12.0
+    #: How long a claim locks a case to its analyst.
+    console_claim_minutes: float = 15.0
+    console_verdicts_per_minute: int = 30
+    #: How often the overview's one shared query loop refreshes (seconds).
+    console_overview_interval_s: float = 3.0
 
     @model_validator(mode="after")
     def _local_endpoints(self) -> Settings:

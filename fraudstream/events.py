@@ -75,7 +75,7 @@ LABEL_COLUMNS: dict[str, str] = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME_US = int((datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) / timedelta(microseconds=1))
 _MAX_TIME_US = int((datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) / timedelta(microseconds=1))
-_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$")
+_ISO_UTC = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CATEGORY = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -106,17 +106,17 @@ def format_time_us(time_us: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
 
 
-def parse_time_us(text: str) -> int:
-    """ISO-8601 UTC text as microseconds since the epoch; raises InvalidEvent otherwise."""
+def parse_time_us(text: str, name: str = "event_time") -> int:
+    """ISO-8601 UTC text as microseconds since the epoch; raises InvalidEvent (naming field ``name``) otherwise."""
     if not isinstance(text, str) or not _ISO_UTC.fullmatch(text):
-        raise InvalidEvent("event_time must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z")
+        raise InvalidEvent(f"{name} must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as error:
-        raise InvalidEvent(f"event_time is not a real date: {error}") from None
+        raise InvalidEvent(f"{name} is not a real date: {error}") from None
     time_us = (moment - _EPOCH) // timedelta(microseconds=1)
     if not _MIN_TIME_US <= time_us < _MAX_TIME_US:
-        raise InvalidEvent("event_time must lie between 2000 and 2100")
+        raise InvalidEvent(f"{name} must lie between 2000 and 2100")
     return time_us
 
 
@@ -181,17 +181,17 @@ def _choice(event: dict[str, Any], name: str, allowed: Sequence[str]) -> str:
     return value
 
 
-def _event_time(event: dict[str, Any]) -> int:
-    if "event_time" not in event:
-        raise InvalidEvent("missing field: event_time")
-    value = event["event_time"]
-    return parse_time_us(_no_nul(value) if isinstance(value, str) else value)
+def _time_field(event: dict[str, Any], name: str = "event_time") -> int:
+    if name not in event:
+        raise InvalidEvent(f"missing field: {name}")
+    value = event[name]
+    return parse_time_us(_no_nul(value) if isinstance(value, str) else value, name)
 
 
 def _field(event: dict[str, Any], name: str) -> Any:
     """One wire field's value, or InvalidEvent naming the field and the rule."""
     if name == "event_time":
-        return _event_time(event)
+        return _time_field(event)
     if name in _NUMBERS:
         return _number(event, name, *_NUMBERS[name])
     if name in _CHOICES:
@@ -211,10 +211,6 @@ def validate_transaction(event: Any) -> tuple[Any, ...]:
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidEvent(f"schema_version must be {SCHEMA_VERSION}, got {version!r}")
     return tuple(_field(event, name) for name in _WIRE_FIELDS)
-
-
-def _missing(name: str) -> Any:
-    raise InvalidEvent(f"missing field: {name}")
 
 
 @dataclass(frozen=True)
@@ -298,6 +294,34 @@ def _frame(columns: dict[str, np.ndarray], length: int) -> pd.DataFrame:
             block[row] = columns[_COLUMN_NAMES[place]]
         blocks.append((block, np.array(places)))
     return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(length), columns=pd.Index(_COLUMN_NAMES))
+
+
+#: The reason code of an event dated too far after it was received (``reject_future_events``).
+EVENT_TIME_IN_FUTURE = "event_time_in_future"
+
+
+def reject_future_events(decoded: DecodedBatch, received_at_us: np.ndarray, tolerance_us: int) -> DecodedBatch:
+    """``decoded`` without the events dated more than ``tolerance_us`` after they were received
+    (``received_at_us``, one per payload), which become rejections with reason ``event_time_in_future``.
+
+    Why: event time drives the feature state's clock, so an event from a producer whose clock is decades
+    ahead would make every account look idle; the time it reached us is the bound it cannot fake alone.
+    """
+    times = decoded.frame["event_time_us"].to_numpy()
+    received = np.asarray(received_at_us, dtype=np.int64)[decoded.positions]
+    future = times > received + tolerance_us
+    if not future.any():
+        return decoded
+    late_by = [(int(position), int(time_us), int(at_us)) for position, time_us, at_us in
+               zip(decoded.positions[future].tolist(), times[future].tolist(), received[future].tolist(), strict=True)]
+    rejected = decoded.rejected + [
+        Rejected(position, f"{EVENT_TIME_IN_FUTURE}: event_time {format_time_us(time_us)} is "
+                           f"{(time_us - at_us) / 1e6:.0f} s after the event was received ({format_time_us(at_us)}), "
+                           f"more than the {tolerance_us / 1e6:g} s tolerated; check the producer's clock")
+        for position, time_us, at_us in late_by]
+    rejected.sort(key=lambda item: item.position)
+    keep = ~future
+    return DecodedBatch(decoded.frame[keep].reset_index(drop=True), decoded.positions[keep], rejected)
 
 
 def decode_transactions_per_record(payloads: Sequence[bytes | None]) -> DecodedBatch:
@@ -643,24 +667,28 @@ def encode(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
+#: Label fields that may be absent or null; when present they follow the rules of the event's ids.
+_OPTIONAL_LABEL_TEXT = ("account_id", "merchant_id", "scenario")
+
+
+def _optional_text(event: dict[str, Any], name: str) -> str | None:
+    return None if event.get(name) is None else _text(event, name)
+
+
 def validate_label(event: Any) -> tuple[Any, ...]:
-    """The label's values in LABEL_COLUMNS order, or InvalidEvent naming what is wrong."""
+    """The label's values in LABEL_COLUMNS order, or InvalidEvent naming what is wrong.
+
+    The same rules as an event's (``_text``: types, 1 to 64 characters, no NUL): a label is written to
+    the database like an event, and one that cannot be stored would stop the engine on every restart."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"label must be a JSON object, got {type(event).__name__}")
     is_fraud = event.get("is_fraud")
     if not isinstance(is_fraud, bool):
         raise InvalidEvent("is_fraud must be true or false")
-    scenario = event.get("scenario")
-    if scenario is not None and not isinstance(scenario, str):
-        raise InvalidEvent("scenario must be a string or null")
-    return (
-        _text(event, "transaction_id"),
-        event.get("account_id") if isinstance(event.get("account_id"), str) else None,
-        event.get("merchant_id") if isinstance(event.get("merchant_id"), str) else None,
-        is_fraud,
-        scenario,
-        parse_time_us(event.get("labeled_at")) if "labeled_at" in event else _missing("labeled_at"),
-    )
+    transaction_id = _text(event, "transaction_id")
+    account_id, merchant_id, scenario = (_optional_text(event, name) for name in _OPTIONAL_LABEL_TEXT)
+    labeled_at = _time_field(event, "labeled_at")
+    return transaction_id, account_id, merchant_id, is_fraud, scenario, labeled_at
 
 
 def decode_labels(payloads: Sequence[bytes | None]) -> tuple[pd.DataFrame, list[Rejected]]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream.config import Settings
@@ -109,11 +109,13 @@ def describe_topics(settings: Settings, names: list[str] | None = None) -> dict[
 
 
 def publish_dead_letters(
-    producer_: Producer, topic: str, items: list[tuple[bytes | None, bytes | None, str, Mapping[str, str]]]
+    producer_: Producer, topic: str, items: list[tuple[bytes | None, bytes | None, str, Mapping[str, str]]], *,
+    on_delivery: Callable[[KafkaError | None, Message], None],
 ) -> None:
     """Send (key, original bytes, reason, provenance) to the dead-letter topic; the reason rides in headers
-    too so that a consumer can filter without parsing the payload."""
+    too so that a consumer can filter without parsing the payload. ``on_delivery`` is required: a letter the
+    broker refuses (e.g. larger than the topic's max.message.bytes) must fail the batch, not vanish."""
     for key, value, reason, provenance in items:
         headers = [("dlq.reason", reason.encode())]
         headers += [(f"dlq.{name}", str(text).encode()) for name, text in provenance.items()]
-        producer_.produce(topic, key=key, value=value, headers=headers)
+        producer_.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)

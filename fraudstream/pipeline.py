@@ -16,7 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.events import TRANSACTION_COLUMNS, DecodedBatch, Rejected, decode_transactions, format_time_us
+from fraudstream.events import (
+    TRANSACTION_COLUMNS,
+    DecodedBatch,
+    Rejected,
+    decode_transactions,
+    format_time_us,
+    reject_future_events,
+)
 
 if TYPE_CHECKING:
     from fraudstream.features import FeatureRows
@@ -36,14 +43,25 @@ ALERT_DECISIONS = ("review", "block")
 #: The broker accepts 2 MB messages; a dead letter keeps at most this much of the original payload.
 MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
+#: What a dead letter came from (its ``dlq.source`` header): a transaction event or a label.
+DEAD_LETTER_SOURCES = ("transactions", "labels")
+
 #: (key, original bytes, reason, provenance) as fraudstream.kafka.publish_dead_letters takes them.
 DeadLetter = tuple[bytes | None, bytes | None, str, Mapping[str, str]]
 
 
-def decode(payloads: Sequence[bytes | None]) -> DecodedBatch:
+def received_times_us(kafka_timestamps_us: np.ndarray, read_at_us: int) -> np.ndarray:
+    """When each record was received: its Kafka timestamp, or the read time where the record has none."""
+    stamps = np.asarray(kafka_timestamps_us, dtype=np.int64)
+    return np.where(stamps > 0, stamps, read_at_us)
+
+
+def decode(payloads: Sequence[bytes | None], received_at_us: np.ndarray, *, future_tolerance_s: float) -> DecodedBatch:
     """Decode and validate (text PostgreSQL cannot store, NUL characters, is rejected there too), so
-    that no payload can make the database write fail and stop the engine."""
-    return decode_transactions(payloads)
+    that no payload can make the database write fail and stop the engine; events dated more than
+    ``future_tolerance_s`` after ``received_at_us`` (``received_times_us``) are rejected too, so that no
+    producer's clock can move the feature state's event time."""
+    return reject_future_events(decode_transactions(payloads), received_at_us, round(future_tolerance_s * 1_000_000))
 
 
 def scored_rows(transactions: pd.DataFrame, features: FeatureRows, scores: ScoreResult, *, model_version: str,
@@ -107,13 +125,19 @@ def alert_messages(rows: pd.DataFrame) -> list[tuple[bytes, bytes]]:
 
 
 def dead_letters(keys: Sequence[bytes | None], payloads: Sequence[bytes | None], rejected: Sequence[Rejected],
-                 *, topic: str, partitions: Sequence[int], offsets: Sequence[int], engine: str) -> list[DeadLetter]:
+                 *, source: str, topic: str, partitions: Sequence[int], offsets: Sequence[int],
+                 engine: str) -> list[DeadLetter]:
     """The dead letters of a batch: the original bytes (cut to what the broker accepts, which a header
-    says), the reason, and where the event came from so that it can be found and replayed."""
+    says), the reason, and where the record came from so that it can be found and replayed.
+
+    ``source`` is one of DEAD_LETTER_SOURCES (the ``dlq.source`` header): events and labels share the
+    dead-letter topic, and a reader tells them apart by it."""
+    if source not in DEAD_LETTER_SOURCES:
+        raise ValueError(f"dead-letter source must be one of {', '.join(DEAD_LETTER_SOURCES)}, got {source!r}")
     letters: list[DeadLetter] = []
     for item in rejected:
         payload = payloads[item.position]
-        provenance = {"topic": topic, "partition": str(partitions[item.position]),
+        provenance = {"source": source, "topic": topic, "partition": str(partitions[item.position]),
                       "offset": str(offsets[item.position]), "engine": engine}
         if payload is not None and len(payload) > MAX_DEAD_LETTER_BYTES:
             provenance["truncated_from_bytes"] = str(len(payload))

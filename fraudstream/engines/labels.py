@@ -76,9 +76,18 @@ class LabelFeed:
                 state.label_offsets[int(partition)] = max(state.label_offsets.get(int(partition), 0), last)
         for partition in np.unique(partitions):
             self.positions[int(partition)] = int(offsets[partitions == partition].max()) + 1
-        letters = dead_letters([m.key() for m in messages], payloads, rejected, topic=self.topic,
+        letters = dead_letters([m.key() for m in messages], payloads, rejected, source="labels", topic=self.topic,
                                partitions=partitions.tolist(), offsets=offsets.tolist(), engine=engine)
         return frame, letters
+
+    def lag(self) -> dict[int, int]:
+        """Labels not yet read per partition (cached high watermarks: no broker round trip)."""
+        lag = {}
+        for partition, position in self.positions.items():
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            if high >= 0:
+                lag[partition] = max(0, high - position)
+        return lag
 
     def close(self) -> None:
         self.consumer.close()

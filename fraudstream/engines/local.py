@@ -383,12 +383,15 @@ class LocalEngine:
         # 3. Labels: apply to the states that have not seen them, stage for the table.
         labels, label_letters = self.labels.poll(self.states.values(), self.features, ENGINE)
         # 4. Decode and validate.
-        decoded = pipeline.decode(batch.payloads)
+        received_at_us = pipeline.received_times_us(batch.produced_at_us, batch.ingested_at_us)
+        decoded = pipeline.decode(batch.payloads, received_at_us,
+                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
         fresh = batch.offsets >= self._committed_offsets(batch.partitions)
         rejected = [item for item in decoded.rejected if fresh[item.position]]
         letters = label_letters
         if rejected:
-            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, topic=self.topic,
+            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, source="transactions",
+                                            topic=self.topic,
                                             partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
                                             engine=ENGINE) + label_letters
         # 5. Features, each partition's rows through its own state, replays included.
@@ -480,7 +483,8 @@ class LocalEngine:
         """Enqueue alerts and dead letters; step 7 flushes them."""
         for key, value in alerts:
             self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
-        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters)
+        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters, on_delivery=self._delivered)
+        self.metrics.observe_dead_letters(letter[2] for letter in letters)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -625,6 +629,7 @@ class LocalEngine:
             if high >= 0:
                 lag[partition] = max(0, high - state.position)
         self.metrics.set_lag(lag)
+        self.metrics.set_label_lag(self.labels.lag())
 
     def _probe_kafka(self) -> None:
         """During a broker outage, one metadata request: ends the outage once the broker answers, even when

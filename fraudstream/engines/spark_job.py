@@ -34,7 +34,14 @@ from fraudstream.config import Settings
 from fraudstream.engines.exceptions import TopicMissing
 from fraudstream.engines.models import ModelHolder
 from fraudstream.engines.spark_sink import BatchContext
-from fraudstream.engines.spark_state import COUNTS, KEY_COLUMN, OUTPUT_SCHEMA, PartitionFeatures, state_keys
+from fraudstream.engines.spark_state import (
+    COUNTS,
+    KEY_COLUMN,
+    OUTPUT_SCHEMA,
+    TIMESTAMP_COLUMN,
+    PartitionFeatures,
+    state_keys,
+)
 from fraudstream.services import spark as spark_service
 
 log = logging.getLogger(__name__)
@@ -147,7 +154,7 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
     keys = state_keys(partitions, shuffle_partitions)
     all_keys = F.array(*(F.lit(key).cast("long") for key in keys))
     keyed = raw.select(
-        "topic", "partition", "offset", "key", "value",
+        "topic", "partition", "offset", "key", "value", F.unix_micros("timestamp").alias(TIMESTAMP_COLUMN),
         F.explode(F.when(F.col("topic") == settings.transactions_topic,
                          F.array(F.element_at(all_keys, F.col("partition") + 1)))
                   .otherwise(all_keys)).alias(KEY_COLUMN),

@@ -144,7 +144,7 @@ def _produce(settings: Settings, alerts: list[tuple[bytes, bytes]], letters: lis
 
     for key, value in alerts:
         producer.produce(settings.alerts_topic, key=key, value=value, on_delivery=delivered)
-    kafka.publish_dead_letters(producer, settings.dlq_topic, letters)
+    kafka.publish_dead_letters(producer, settings.dlq_topic, letters, on_delivery=delivered)
     remaining = producer.flush(30)
     if remaining or errors:
         raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "

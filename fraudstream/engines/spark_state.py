@@ -50,6 +50,8 @@ from fraudstream.features import FeatureConfig, FeatureState
 
 #: Grouping key (LongType): stands for one transactions partition (labels: every partition's key).
 KEY_COLUMN = "state_key"
+#: The Kafka record's timestamp in µs since the epoch (LongType): when the event was received.
+TIMESTAMP_COLUMN = "timestamp_us"
 STATE_SCHEMA = StructType([StructField("snapshot", BinaryType(), False)])
 #: A random id written with every snapshot: names the exact state a worker may still hold in memory.
 TOKEN_SCHEMA = StructType([StructField("token", StringType(), False)])
@@ -128,11 +130,13 @@ class PartitionFeatures(StatefulProcessor):
         if not labels.empty:
             features.apply_labels(labels)
         owner = key[0] == self.label_owner
-        letters = _letters(label_records, rejected_labels) if owner else []
+        letters = _letters(label_records, rejected_labels, "labels") if owner else []
 
         transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
-        decoded = pipeline.decode(transactions["value"].tolist())
-        letters += _letters(transactions, decoded.rejected)
+        received_at_us = pipeline.received_times_us(transactions[TIMESTAMP_COLUMN].to_numpy(), batch.ingested_at_us)
+        decoded = pipeline.decode(transactions["value"].tolist(), received_at_us,
+                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
+        letters += _letters(transactions, decoded.rejected, "transactions")
         computed = features.process_rows(decoded.frame)
         valid = decoded.frame.reset_index(drop=True)
         valid["kafka_partition"] = transactions["partition"].to_numpy()[decoded.positions].astype("int32")
@@ -158,10 +162,10 @@ class PartitionFeatures(StatefulProcessor):
         return features
 
 
-def _letters(records: pd.DataFrame, rejected: list) -> list[pipeline.DeadLetter]:
-    """Dead letters of these source records (one topic per call)."""
+def _letters(records: pd.DataFrame, rejected: list, source: str) -> list[pipeline.DeadLetter]:
+    """Dead letters of these source records (one topic per call; ``source`` as pipeline.dead_letters takes it)."""
     if not rejected:
         return []
-    return pipeline.dead_letters(records["key"].tolist(), records["value"].tolist(), rejected,
+    return pipeline.dead_letters(records["key"].tolist(), records["value"].tolist(), rejected, source=source,
                                  topic=str(records["topic"].iloc[0]), partitions=records["partition"].tolist(),
                                  offsets=records["offset"].tolist(), engine=spark_sink.ENGINE)

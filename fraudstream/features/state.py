@@ -58,6 +58,13 @@ class StateStats:
         return self.account_bytes / self.accounts if self.accounts else 0.0
 
 
+#: The clock stands at the CLOCK_QUORUM-th latest event time seen, not the latest: no single event (nor two)
+#: from a producer with a wrong clock can move it, so none can make a sweep evict every key as idle or
+#: schedule the next sweep decades ahead. Genuine traffic moves it as before (the third latest of a
+#: stream's events trails the latest by a few events).
+CLOCK_QUORUM = 3
+
+
 @dataclass
 class EventClock:
     """Where one state stands in event time, when it sweeps next, and its counters (all in its snapshot)."""
@@ -67,12 +74,18 @@ class EventClock:
     late_events: int = 0
     evicted_accounts: int = 0
     evicted_merchants: int = 0
+    #: The CLOCK_QUORUM latest event times seen, ascending (fewer until that many events were seen).
+    latest_us: tuple[int, ...] = ()
 
     def advance(self, event_time_us: np.ndarray, late: np.ndarray) -> bool:
         """Take in a processed batch's event times and late flags; True when a sweep is due."""
-        self.now_us = max(self.now_us, int(event_time_us.max()))
+        count = min(CLOCK_QUORUM, len(event_time_us))
+        batch_latest = np.partition(event_time_us, len(event_time_us) - count)[len(event_time_us) - count:]
+        self.latest_us = tuple(sorted([*self.latest_us, *batch_latest.tolist()])[-CLOCK_QUORUM:])
+        if len(self.latest_us) == CLOCK_QUORUM:
+            self.now_us = max(self.now_us, self.latest_us[0])
         self.late_events += int(late.sum())
-        return self.now_us >= self.next_sweep_us
+        return self.now_us > NO_TIME and self.now_us >= self.next_sweep_us
 
     def sweep(self, config: FeatureConfig, accounts: KeyedStore, merchants: KeyedStore,
               slots: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +101,15 @@ class EventClock:
 
     def to_meta(self) -> dict[str, object]:
         return {"clock_us": self.now_us, "next_sweep_us": self.next_sweep_us, "late_events": self.late_events,
-                "evicted": [self.evicted_accounts, self.evicted_merchants]}
+                "evicted": [self.evicted_accounts, self.evicted_merchants], "clock_latest_us": list(self.latest_us)}
 
     @classmethod
     def from_meta(cls, meta: dict) -> EventClock:
         evicted_accounts, evicted_merchants = meta["evicted"]
-        return cls(meta["clock_us"], meta["next_sweep_us"], meta["late_events"], evicted_accounts, evicted_merchants)
+        # snapshots taken before the quorum clock hold only the clock
+        latest = meta.get("clock_latest_us", [meta["clock_us"]] * CLOCK_QUORUM if meta["clock_us"] > NO_TIME else [])
+        return cls(meta["clock_us"], meta["next_sweep_us"], meta["late_events"], evicted_accounts, evicted_merchants,
+                   tuple(latest))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import psycopg
 import pytest
@@ -35,7 +36,17 @@ from fraudstream.services import manager
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 EVENTS = 3_000
-BAD = [b"{not json", b'{"schema_version": 1, "transaction_id": "x"}', b'{"schema_version": 1, "amount": -5}']
+#: Offset -> payload and the start of its dead-letter reason; the last is valid but dated decades ahead.
+BAD = {
+    "0": (b"{not json", "invalid JSON"),
+    "1": (b'{"schema_version": 1, "transaction_id": "x"}', "missing field: event_time"),
+    "2": (b'{"schema_version": 1, "amount": -5}', "missing field: transaction_id"),
+    "3": (orjson.dumps({
+        "schema_version": 1, "transaction_id": "future", "event_time": "2090-01-01T00:00:00Z", "account_id": "a",
+        "amount": 1.0, "currency": "EUR", "merchant_id": "m", "merchant_category": "grocery",
+        "payment_method": "credit_card", "channel": "online", "country": "DE", "latitude": 0.0, "longitude": 0.0,
+        "device_id": "d"}), "event_time_in_future"),
+}
 TOLERANCE = 1e-9
 
 
@@ -96,7 +107,7 @@ def test_spark_job_scores_every_event_once_across_a_driver_kill_like_the_local_e
     run = new_run(spark_cluster, models, logs)
     prefix = f"spark-{run.group}-"
     producer = kafka.producer(run.settings)
-    for payload in BAD:
+    for payload, _ in BAD.values():
         producer.produce(run.settings.transactions_topic, key=b"bad", value=payload, partition=0)
     assert producer.flush(30) == 0
     run.publish(events.assign(transaction_id=prefix + events["transaction_id"]))
@@ -116,7 +127,10 @@ def test_spark_job_scores_every_event_once_across_a_driver_kill_like_the_local_e
         "SELECT count(DISTINCT transaction_id), count(*) FROM transactions WHERE transaction_id LIKE %s",
         (prefix + "%",)).fetchone()
     assert (distinct, total) == (EVENTS, EVENTS), f"{partial} rows before the kill"
-    assert set(dead_letters(run.settings)) == {"0", "1", "2"}
+    letters = dead_letters(run.settings)
+    assert set(letters) == set(BAD)
+    for offset, (_, reason) in BAD.items():
+        assert letters[offset].startswith(reason), letters[offset]
 
     # The local engine on the same stream (ids differ only by their prefix).
     local = new_run(spark_cluster, models, logs)

@@ -3,32 +3,12 @@ snapshots are stored uncompressed (004)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from fraudstream.config import POSTGRES_APP_ROLE, Settings
-from fraudstream.services import postgres
 from fraudstream.store.schema import migrate, migrations
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def scratch_url(postgres_ready: Settings) -> Iterator[str]:
-    """A new database owned by the application role (which may not create databases: the administrator does)."""
-    name = f"scratch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.admin_url(postgres_ready), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
-        try:
-            yield make_conninfo(postgres_ready.database_url, dbname=name)
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: str) -> None:
@@ -51,7 +31,7 @@ def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: 
                 " now())", (f"t{number}", features, "v0001" if number < 2 else "v0000"))
 
     report = migrate(scratch_url)
-    assert report.applied == ["003_feature_arrays", "004_snapshot_storage"]
+    assert report.applied[:2] == ["003_feature_arrays", "004_snapshot_storage"]
     with psycopg.connect(scratch_url) as connection:
         assert connection.execute("SELECT data_type FROM information_schema.columns WHERE table_name = "
                                   "'transactions' AND column_name = 'features'").fetchone() == ("ARRAY",)

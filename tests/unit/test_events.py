@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import jsonschema
+import numpy as np
 import orjson
 import pytest
 
-from fraudstream import events
+from fraudstream import events, pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +167,78 @@ def test_trailing_newline_does_not_slip_through_a_pattern(field: str, value: str
     # Python's `$` matches before a final newline; JSON Schema's (ECMA-262) does not
     batch = events.decode_transactions([orjson.dumps({**VALID, field: value})])
     assert batch.frame.empty and field in batch.rejected[0].reason
+
+
+RECEIVED_US = events.parse_time_us("2026-11-28T13:45:00Z")
+SECOND_US = 1_000_000
+
+
+def at(offset_s: float) -> bytes:
+    return orjson.dumps({**VALID, "event_time": events.format_time_us(RECEIVED_US + round(offset_s * SECOND_US))})
+
+
+def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_future() -> None:
+    """Defect: an event dated decades ahead (the validator allows up to 2100) moved the feature clock."""
+    payloads = [at(0), at(300), at(301), b"{broken", at(70 * 365 * 86_400), at(-30 * 86_400)]
+    received = np.full(len(payloads), RECEIVED_US)
+    decoded = pipeline.decode(payloads, received, future_tolerance_s=300)
+    assert decoded.positions.tolist() == [0, 1, 5]  # 300 s ahead is tolerated; a month late is late, not refused
+    assert len(decoded.frame) == 3
+    reasons = {item.position: item.reason for item in decoded.rejected}
+    assert sorted(reasons) == [2, 3, 4]
+    assert reasons[2].startswith("event_time_in_future: event_time 2026-11-28T13:50:01.000000Z is 301 s after")
+    assert "check the producer's clock" in reasons[4]
+    assert [item.position for item in decoded.rejected] == [2, 3, 4]  # in payload order
+
+
+def test_the_tolerance_is_a_setting_and_each_event_has_its_own_receipt_time() -> None:
+    payloads = [at(60), at(60)]
+    received = np.array([RECEIVED_US, RECEIVED_US + 60 * SECOND_US])
+    assert pipeline.decode(payloads, received, future_tolerance_s=0).positions.tolist() == [1]
+    assert pipeline.decode(payloads, received, future_tolerance_s=60).positions.tolist() == [0, 1]
+
+
+def test_receipt_is_the_kafka_timestamp_else_the_read_time() -> None:
+    read_at_us = RECEIVED_US + 5 * SECOND_US
+    stamps = np.array([RECEIVED_US, -1_000, 0])  # confluent-kafka gives -1 ms for "no timestamp"
+    assert pipeline.received_times_us(stamps, read_at_us).tolist() == [RECEIVED_US, read_at_us, read_at_us]
+
+
+LABEL = {"transaction_id": "tx-1", "is_fraud": True, "scenario": "card_testing", "labeled_at": "2026-11-29T00:00:00Z",
+         "account_id": "acc-1", "merchant_id": "m-1"}
+
+#: Hostile labels and their reasons: the event's rules apply (before, a NUL in account_id, merchant_id or
+#: scenario reached COPY label_stage and stopped the engine on every restart).
+INVALID_LABELS = {
+    "nul in account id": ({**LABEL, "account_id": "a\u0000"}, events.NUL_REASON),
+    "nul in merchant id": ({**LABEL, "merchant_id": "\u0000m"}, events.NUL_REASON),
+    "nul in scenario": ({**LABEL, "scenario": "card\u0000testing"}, events.NUL_REASON),
+    "nul in transaction id": ({**LABEL, "transaction_id": "tx\u0000"}, events.NUL_REASON),
+    "nul in labeled_at": ({**LABEL, "labeled_at": "2026-11-29T00:00:00\u0000Z"}, events.NUL_REASON),
+    "long account id": ({**LABEL, "account_id": "a" * 65}, "account_id must have 1 to 64 characters"),
+    "long merchant id": ({**LABEL, "merchant_id": "m" * 10_000}, "merchant_id must have 1 to 64 characters"),
+    "long scenario": ({**LABEL, "scenario": "s" * 65}, "scenario must have 1 to 64 characters"),
+    "empty merchant id": ({**LABEL, "merchant_id": ""}, "merchant_id must have 1 to 64 characters"),
+    "account id a number": ({**LABEL, "account_id": 42}, "account_id must be a string, got int"),
+    "scenario a list": ({**LABEL, "scenario": ["x"]}, "scenario must be a string, got list"),
+    "is_fraud text": ({**LABEL, "is_fraud": "yes"}, "is_fraud must be true or false"),
+    "missing labeled_at": ({k: v for k, v in LABEL.items() if k != "labeled_at"}, "missing field: labeled_at"),
+    "labeled_at not a time": ({**LABEL, "labeled_at": "yesterday"},
+                              "labeled_at must be ISO-8601 UTC like 2026-01-31T12:00:00.000Z"),
+    "labeled_at 2100": ({**LABEL, "labeled_at": "2100-01-01T00:00:00Z"}, "labeled_at must lie between 2000 and 2100"),
+    "not an object": ("label", "label must be a JSON object, got str"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_LABELS))
+def test_hostile_labels_are_rejected_with_the_rules_of_events(case: str) -> None:
+    label, reason = INVALID_LABELS[case]
+    frame, rejected = events.decode_labels([orjson.dumps(label)])
+    assert frame.empty and [item.reason for item in rejected] == [reason]
+
+
+def test_label_ids_and_scenario_may_be_absent_or_null() -> None:
+    minimal = {"transaction_id": "tx-2", "is_fraud": False, "labeled_at": "2026-11-29T00:00:00.5+00:00"}
+    nulls = {**minimal, "account_id": None, "merchant_id": None, "scenario": None}
+    frame, rejected = events.decode_labels([orjson.dumps(minimal), orjson.dumps(nulls)])
+    assert rejected == [] and frame[["account_id", "merchant_id", "scenario"]].isna().all().all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import string
+import time
 
 import numpy as np
 import orjson
@@ -16,8 +17,7 @@ import pandas as pd
 import pytest
 from test_events import INVALID, VALID
 
-from fraudstream import events
-from fraudstream.pipeline import decode
+from fraudstream import events, pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -195,6 +195,12 @@ def test_the_fast_path_takes_compact_events_in_any_key_order() -> None:
     taken = sum(len(positions) for positions, _ in events._fast_parts(payloads))
     assert taken == len(payloads)
     assert_same(payloads)
+
+
+def decode(payloads: list[bytes]) -> events.DecodedBatch:
+    """The engines' decode, every payload received now."""
+    received = np.full(len(payloads), time.time_ns() // 1000, dtype=np.int64)
+    return pipeline.decode(payloads, received, future_tolerance_s=300)
 
 
 def test_nul_characters_are_rejected_with_their_reason() -> None:

@@ -7,9 +7,11 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from fraudstream.features import FEATURE_NAMES, FeatureConfig, FeatureState, MissingColumnsError, StateFormatError
-from fraudstream.features.examples import labels, transactions
+from fraudstream.features.examples import ORIGIN_US, labels, transactions
 
 pytestmark = pytest.mark.unit
 DAY = 86_400
@@ -126,7 +128,8 @@ def test_idle_keys_are_evicted_and_memory_is_reported() -> None:
     state = FeatureState(FeatureConfig(account_ttl_s=DAY, merchant_ttl_s=DAY))
     state.process(transactions([{"seconds": 0, "account_id": "old", "merchant_id": "old"}]))
     assert state.bytes_per_account() > 0
-    state.process(transactions([{"seconds": 2 * DAY, "account_id": "new", "merchant_id": "new"}]))
+    state.process(transactions([{"seconds": 2 * DAY + number, "account_id": "new", "merchant_id": "new"}
+                                for number in range(3)]))  # three events agree the clock has moved
     stats = state.stats()
     assert (stats.accounts, stats.merchants, stats.evicted_accounts, stats.evicted_merchants) == (1, 1, 1, 1)
 
@@ -135,7 +138,8 @@ def test_labels_for_a_merchant_without_events_survive_the_idle_sweep() -> None:
     state = FeatureState()
     state.apply_labels(labels([{"transaction_id": "old", "merchant_id": "m2", "seconds": 0}]))
     state.process(transactions([{"seconds": 10, "merchant_id": "m1"}]))
-    state.process(transactions([{"seconds": 3 * 3_600, "merchant_id": "m1", "transaction_id": "t2"}]))  # sweeps
+    state.process(transactions([{"seconds": 3 * 3_600 + n, "merchant_id": "m1", "transaction_id": f"t2-{n}"}
+                                for n in range(3)]))  # sweeps
     assert state.stats().evicted_merchants == 0
     later = state.process(transactions([{"seconds": 4 * 3_600, "merchant_id": "m2", "transaction_id": "t3"}]))
     assert later["merchant_label_count"].tolist() == [1.0]
@@ -200,3 +204,49 @@ def test_micro_batches_equal_one_bulk_batch(size: int) -> None:
     pd.testing.assert_frame_equal(pd.concat(parts), expected, check_exact=True)
     stats = state.stats()
     assert stats.evicted_accounts > 0 and stats.evicted_merchants > 0 and expected["merchant_fraud_count_48h"].max() > 0
+
+
+def test_an_event_dated_decades_ahead_wipes_no_account() -> None:
+    """Defect: one event from a producer whose clock was decades ahead moved the state's clock, the next
+    sweep evicted every account as idle (a long history scored as a first transaction) and scheduled the
+    next sweep decades ahead. The clock now needs CLOCK_QUORUM events to move."""
+    state = FeatureState()
+    state.process(transactions([{"seconds": 0, "transaction_id": "t1"}, {"seconds": 60, "transaction_id": "t2"}]))
+    state.process(transactions([{"seconds": 70 * 365 * DAY, "account_id": "wrong-clock", "merchant_id": "m9",
+                                 "transaction_id": "t3"}]))
+    later = state.process(transactions([{"seconds": 120, "transaction_id": "t4"}]))
+    assert later["account_transaction_count_24h"].tolist() == [3.0]
+    assert later["merchant_transaction_count_24h"].tolist() == [3.0]
+    assert state.stats().evicted_accounts == 0
+    assert state.clock.next_sweep_us < ORIGIN_US + DAY * 1_000_000  # eviction still runs on the real clock
+
+
+def test_the_clock_survives_a_snapshot() -> None:
+    state = FeatureState()
+    state.process(transactions([{"seconds": s, "transaction_id": f"t{s}"} for s in (0, 10, 20, 30)]))
+    restored = FeatureState.restore(state.snapshot())
+    assert restored.clock == state.clock and state.clock.now_us == ORIGIN_US + 10 * 1_000_000
+
+
+@settings(max_examples=25, deadline=None)
+@given(position=st.integers(0, 200),
+       seconds=st.one_of(st.integers(5 * DAY, 73 * 365 * DAY), st.integers(-26 * 365 * DAY, 5 * DAY)),
+       batch=st.sampled_from([1, 7, 50]))
+@example(position=100, seconds=70 * 365 * DAY, batch=7)
+def test_no_single_event_changes_the_features_of_other_accounts(position: int, seconds: int, batch: int) -> None:
+    """Whatever its time (2000..2100), one event of an account and a merchant of its own changes no other
+    event's features (eviction included, which may only drop keys that would start fresh anyway)."""
+    events, _ = stream(200, seed=5)
+    stranger = transactions([{"seconds": seconds, "account_id": "stranger", "merchant_id": "stranger",
+                              "transaction_id": "stranger"}])
+    mixed = pd.concat([events.iloc[:position], stranger, events.iloc[position:]], ignore_index=True)
+    config = FeatureConfig(account_ttl_s=DAY, merchant_ttl_s=DAY)  # short TTLs: sweeps evict for real
+
+    def features(frame: pd.DataFrame) -> pd.DataFrame:
+        state = FeatureState(config)
+        return pd.concat([state.process(frame.iloc[start:start + batch]) for start in range(0, len(frame), batch)])
+
+    expected = features(events).reset_index(drop=True)
+    got = features(mixed)
+    got = got[mixed["transaction_id"].to_numpy() != "stranger"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
