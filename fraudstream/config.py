@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Roles of the local PostgreSQL started by `fraudstream services up`: the engines, the console and the
+#: migrations use the application role (owner of the project database, not a superuser); only the
+#: service manager uses the administrator, to create that role and database.
+POSTGRES_APP_ROLE = "fraudstream"
+POSTGRES_ADMIN_ROLE = "fraudstream_admin"
 
 
 class Settings(BaseSettings):
@@ -19,9 +26,16 @@ class Settings(BaseSettings):
 
     #: Empty means "the local broker started by `fraudstream services up`" (localhost:kafka_port).
     kafka_bootstrap: str = ""
-    #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
+    #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port, the
+    #: application role, its password read by libpq from the generated ``postgres_passfile``).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
+    #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
+    #: empty means "resolve them with Maven into state_dir/jars on first use".
+    jars_dir: Path | None = None
+    #: The key that signs model manifests; empty means ``model-signing.key`` beside the models directory
+    #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
+    model_signing_key_file: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
@@ -31,6 +45,7 @@ class Settings(BaseSettings):
     spark_master_webui_port: int = 8080
     spark_worker_webui_port: int = 8081
     spark_workers: int = 2
+    prometheus_port: int = 19090
 
     # Topics
     transactions_topic: str = "raw_transactions"
@@ -44,15 +59,33 @@ class Settings(BaseSettings):
     #: An event dated more than this after it was received (its Kafka timestamp, else the read time) is
     #: dead-lettered as event_time_in_future: a producer's wrong clock must not move the features' clock.
     event_time_future_tolerance_s: float = Field(default=300.0, ge=0)
+    # Analyst console (`fraudstream console`)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8000
+    #: The first start creates user `admin` with this password; empty: a random one, printed once and
+    #: kept (mode 0600) in state_dir/console-admin-password.
+    console_admin_password: str = ""
+    console_session_hours: float = 12.0
+    #: How long a claim locks a case to its analyst.
+    console_claim_minutes: float = 15.0
+    console_verdicts_per_minute: int = 30
+    #: How often the overview's one shared query loop refreshes (seconds).
+    console_overview_interval_s: float = 3.0
 
     @model_validator(mode="after")
     def _local_endpoints(self) -> Settings:
+        self.state_dir = self.state_dir.resolve()
         if not self.kafka_bootstrap:
             self.kafka_bootstrap = f"localhost:{self.kafka_port}"
         if not self.database_url:
-            self.database_url = f"postgresql://fraudstream@127.0.0.1:{self.postgres_port}/fraudstream"
-        self.state_dir = self.state_dir.resolve()
+            self.database_url = (f"postgresql://{POSTGRES_APP_ROLE}@127.0.0.1:{self.postgres_port}/fraudstream"
+                                 f"?passfile={quote(str(self.postgres_passfile), safe='/')}")
         return self
+
+    @property
+    def postgres_passfile(self) -> Path:
+        """The local PostgreSQL's generated passwords (libpq passfile format, mode 0600)."""
+        return self.state_dir / "postgres.pgpass"
 
     @property
     def models_dir(self) -> Path:
@@ -60,7 +93,7 @@ class Settings(BaseSettings):
 
     @property
     def postgres_db(self) -> str:
-        return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+        return urlsplit(self.database_url).path.lstrip("/")
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +37,10 @@ from rich.table import Table
 
 from fraudstream import kafka
 from fraudstream.config import Settings
+from fraudstream.console.server import BackgroundConsole, ConsoleUnavailable, announce
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build
+from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.services import manager
 from fraudstream.simulate.backfill import DEFAULT_START, to_microseconds
 from fraudstream.simulate.live import (
@@ -64,12 +67,18 @@ DEFAULT_TRAINING_DAYS = 10
 DEFAULT_TRAINING = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=2, test_days=2),
                                max_rounds=200)
 MALFORMED_EVENT = b'{"transaction_id": "demo-malformed", "amount": '
+#: The warm-up fails only when the processor scored nothing new for this long (a busy machine is slower,
+#: not stuck); the drain after the live part ends after this long without a new row or label.
+WARM_UP_STALL_S = 120.0
+DRAIN_STALL_S = 30.0
 
 
 def ensure_default_model(settings: Settings) -> str:
-    """The promoted model's version; on first run, train one on a small simulated history and promote it."""
-    version = Registry(settings.models_dir).production_version()
-    if version is not None:
+    """The promoted model's version; on first run, train one on a small simulated history and promote it
+    (also when the promoted one predates signed manifests: it could not be loaded)."""
+    registry = Registry(settings.models_dir)
+    version = registry.production_version()
+    if version is not None and registry.signed(version):
         return version
     log.info("training default model days=%d models_dir=%s", DEFAULT_TRAINING_DAYS, settings.models_dir)
     version, result = build(settings.models_dir, days=DEFAULT_TRAINING_DAYS, promote=True, config=DEFAULT_TRAINING)
@@ -223,7 +232,8 @@ class Demo:
     """One demo run; the pieces are started in order and stopped in reverse."""
 
     def __init__(self, settings: Settings, duration_s: float, rate: float, hacker_rate: float,
-                 console: Console, warm_up_days: float = DEFAULT_WARM_UP_DAYS) -> None:
+                 console: Console, warm_up_days: float = DEFAULT_WARM_UP_DAYS, keep: bool = False,
+                 with_console: bool = True) -> None:
         tag = os.urandom(4).hex()
         #: This run's own labels topic: a fresh processor reads its labels topic from the beginning, and
         #: an earlier run's labels (same simulated dates, same merchants) would count as this run's.
@@ -241,6 +251,9 @@ class Demo:
         self.live_start_us = 0
         self.time_scale = 1.0
         self.warm_up_events = 0
+        self.keep = keep
+        self.console_url: str | None = None
+        self.with_console = with_console
 
     @property
     def id_patterns(self) -> list[str]:
@@ -291,11 +304,12 @@ class Demo:
         days = self.warm_up_days
         self.console.print(f"[bold]warm-up[/]: {days:g} simulated days before the live start, as fast as possible")
         sent = warm_up_together(self.producers, self.live_start_us)
-        deadline = time.monotonic() + max(120.0, sent / 2_000)
-        while _processor_counter(self.metrics_port, "scored") < sent:
-            if processor.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the processor did not score the warm-up in time; see {log_path}")
-            time.sleep(0.5)
+        try:
+            wait_for_count(lambda: _processor_counter(self.metrics_port, "scored"), sent, stall_s=WARM_UP_STALL_S,
+                           what="warm-up events scored by the processor", alive=lambda: processor.poll() is None,
+                           interval_s=0.5)
+        except NoProgress as error:
+            raise RuntimeError(f"{error}; see {log_path}") from None
         return sent
 
     def _produce(self, producer: LiveProducer, clock: SimulatedClock) -> None:
@@ -308,11 +322,37 @@ class Demo:
             self.malformed_sent += 1
         producer.flush(10)
 
-    def run(self) -> DemoSummary:
+    def start_console(self) -> BackgroundConsole | None:
+        """The analyst console on this run's topics (a verdict's label reaches this run's processor); the
+        demo goes on without it when its port is taken."""
+        if not self.with_console:
+            return None
+        try:
+            server = BackgroundConsole(self.settings).start()
+        except ConsoleUnavailable as error:
+            self.console.print(f"[yellow]analyst console not started:[/] {error}")
+            return None
+        announce(self.settings, server.admin_password, self.console, reveal_saved=True)
+        self.console_url = server.url
+        return server
+
+    def hold(self) -> None:
+        """--keep: the processor and the console stay up until Ctrl-C, so a person can look around."""
+        where = f"; analyst console at {self.console_url}" if self.console_url else ""
+        self.console.print(f"[bold]--keep[/]: the processor and the analyst console keep running{where}; "
+                           "Ctrl-C stops everything")
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            self.console.print("stopping")
+
+    def run(self, on_summary: Callable[[DemoSummary], None] | None = None) -> DemoSummary:
         version = self.prepare()
         log_path = self.settings.state_dir / "demo-processor.log"
         since = datetime.fromtimestamp(self.live_start_us / 1e6, UTC)
         processor = self.start_processor(log_path)
+        console_server = self.start_console()
         try:
             warm_up_events = self.warm_up_events = self.warm_up(processor, log_path)
             dead_lettered_before = _processor_counter(self.metrics_port, "dead_lettered")
@@ -335,27 +375,42 @@ class Demo:
                     threads[2].join()
                     produced = self._live_events()
                     labels_sent = sum(s.labels_sent for s in self.producer_summaries)
-                    deadline = time.monotonic() + 60  # let the processor drain the backlog and the late labels
-                    while time.monotonic() < deadline:
+
+                    def drained() -> int:
+                        """Rows (capped at what was produced) plus labels stored, shown live."""
                         current = self._snapshot(connection, since, version)
                         live.update(summary_table(current, "draining"))
-                        if current.scored >= produced and self._labels_stored(connection) >= labels_sent:
-                            break
-                        time.sleep(1.0)
+                        return min(current.scored, produced) + self._labels_stored(connection)
+
+                    try:  # let the processor drain the backlog and the late labels
+                        wait_for_count(drained, produced + labels_sent, stall_s=DRAIN_STALL_S, interval_s=1.0,
+                                       what="rows and labels drained", alive=lambda: processor.poll() is None)
+                    except NoProgress as error:
+                        log.warning("demo drain incomplete reason=%r", str(error))
                 final = self._snapshot(connection, since, version)
                 final.dead_lettered -= dead_lettered_before
                 final.send_to_commit_p50_ms, final.send_to_commit_p99_ms = send_to_commit_ms(
                     connection, since, {p.source.id_prefix: p.send_times_us() for p in self.producers})
+            final.produced = produced + self.malformed_sent
+            final.warm_up_events = warm_up_events
+            final.time_scale = self.time_scale
+            final.simulated_start = since
+            ends = [s.simulated_end_us for s in self.producer_summaries if s.simulated_end_us is not None]
+            final.simulated_end = datetime.fromtimestamp(max(ends) / 1e6, UTC) if ends else None
+
+            if on_summary is not None:
+                on_summary(final)
+            if self.keep:
+                self.hold()
+            elif self.console_url:
+                self.console.print(f"the analyst console ({self.console_url}) stops with the demo; "
+                                   "`fraudstream demo --keep` (`make demo DEMO_ARGS=--keep`) keeps it running")
         finally:
+            if console_server is not None:
+                console_server.stop()
             processor.terminate()
             processor.wait(30)
             self._forget_run()
-        final.produced = produced + self.malformed_sent
-        final.warm_up_events = warm_up_events
-        final.time_scale = self.time_scale
-        final.simulated_start = since
-        ends = [s.simulated_end_us for s in self.producer_summaries if s.simulated_end_us is not None]
-        final.simulated_end = datetime.fromtimestamp(max(ends) / 1e6, UTC) if ends else None
         return final
 
     def _live_events(self) -> int:
@@ -391,6 +446,8 @@ class Demo:
 
 
 def run_demo(settings: Settings, duration_s: float, rate: float, hacker_rate: float, console: Console,
-             warm_up_days: float = DEFAULT_WARM_UP_DAYS) -> DemoSummary:
-    """Run the whole pipeline for ``duration_s`` seconds and return the closing figures."""
-    return Demo(settings, duration_s, rate, hacker_rate, console, warm_up_days).run()
+             warm_up_days: float = DEFAULT_WARM_UP_DAYS, keep: bool = False, with_console: bool = True,
+             on_summary: Callable[[DemoSummary], None] | None = None) -> DemoSummary:
+    """Run the whole pipeline for ``duration_s`` seconds and return the closing figures (``on_summary`` gets
+    them before ``keep`` holds everything running until Ctrl-C)."""
+    return Demo(settings, duration_s, rate, hacker_rate, console, warm_up_days, keep, with_console).run(on_summary)

@@ -6,13 +6,23 @@ event, so that measuring latency costs nothing noticeable at 20,000 events/s.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, start_http_server
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+_REASON_DETAIL = re.compile(r": |, got ")
+
+
+def dead_letter_kind(reason: str) -> str:
+    """A dead letter's reason without the offending value ("amount must be > 0, got -5" -> "amount must
+    be > 0"): few distinct kinds, so that it can be a metric label."""
+    return _REASON_DETAIL.split(reason, maxsplit=1)[0][:80]
+
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -76,6 +86,18 @@ class EngineMetrics:
                                   ["partition"], registry=self.registry)
         self.model = Gauge("fraudstream_model_info", "1 for the model version in use.", ["model_version"],
                            registry=self.registry)
+        self.dead_letters = Counter("fraudstream_dead_letters", "Events and labels sent to the dead-letter topic, "
+                                    "by kind of reason.", ["reason"], registry=self.registry)
+        self.label_lag = Gauge("fraudstream_label_lag", "Labels not yet read, per partition of the labels topic.",
+                               ["partition"], registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
+        self.dependency_up = Gauge("fraudstream_dependency_up", "1 while a service the engine needs answers, "
+                                   "0 during an outage it is riding out.", ["dependency"], registry=self.registry)
+        self.dependency_outages = Counter("fraudstream_dependency_outages", "Outages of a needed service, counted "
+                                          "when each one starts.", ["dependency"], registry=self.registry)
+        self.dependency_outage_seconds = Counter("fraudstream_dependency_outage_seconds",
+                                                 "Time spent waiting for a needed service, counted when each outage "
+                                                 "ends.", ["dependency"], registry=self.registry)
         self._model_version: str | None = None
 
     def serve(self, port: int) -> None:
@@ -103,6 +125,25 @@ class EngineMetrics:
         self.consumer_lag.clear()
         for partition, lag in lag_by_partition.items():
             self.consumer_lag.labels(str(partition)).set(lag)
+
+    def observe_dead_letters(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            self.dead_letters.labels(dead_letter_kind(reason)).inc()
+
+    def set_label_lag(self, lag_by_partition: Mapping[int, int]) -> None:
+        self.label_lag.clear()
+        for partition, lag in lag_by_partition.items():
+            self.label_lag.labels(str(partition)).set(lag)
+    def dependency_available(self, dependency: str, outage_s: float | None = None) -> None:
+        """``dependency`` answers (again); ``outage_s``: how long the outage that just ended lasted."""
+        self.dependency_up.labels(dependency).set(1)
+        self.dependency_outages.labels(dependency)  # exported as 0 before the first outage
+        if outage_s is not None:
+            self.dependency_outage_seconds.labels(dependency).inc(outage_s)
+
+    def dependency_lost(self, dependency: str) -> None:
+        self.dependency_up.labels(dependency).set(0)
+        self.dependency_outages.labels(dependency).inc()
 
     def set_model(self, version: str) -> None:
         if self._model_version is not None:

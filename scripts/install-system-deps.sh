@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the project needs: a JDK for Kafka and Spark, Maven for their jars, PostgreSQL's server,
-# kcat and psql for checks by independent clients. Installs only what is missing; needs root for that.
+# kcat and psql for checks by independent clients, Prometheus for the pipeline-health dashboard, Chromium for
+# the console's browser tests (Playwright drives Debian's build: no browser download). Installs only what is
+# missing; needs root for that.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v kcat >/dev/null || need+=(kcat)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from fraudstream import kafka
-from fraudstream.config import Settings, get_settings
-from fraudstream.services import manager
+from fraudstream.config import POSTGRES_APP_ROLE, Settings, get_settings
+from fraudstream.services import manager, postgres
 from fraudstream.store.schema import migrate
 
 
@@ -54,3 +56,17 @@ def unique_topic(kafka_ready: Settings) -> Callable[..., str]:
         return name
 
     return create
+
+
+@pytest.fixture
+def scratch_url(postgres_ready: Settings) -> Iterator[str]:
+    """A fresh, empty database on the project's server owned by the application role, dropped after the test
+    (the administrator creates it: the application role may not create databases)."""
+    name = f"scratch_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.admin_url(postgres_ready), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
+        try:
+            yield make_conninfo(postgres_ready.database_url, dbname=name)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

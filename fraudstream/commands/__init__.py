@@ -7,7 +7,7 @@ import importlib
 import typer
 
 #: Modules under fraudstream.commands that add commands to the root app, in help order.
-AREAS = ("services", "topics", "db", "simulate", "model", "process", "spark", "demo")
+AREAS = ("services", "topics", "db", "simulate", "model", "process", "spark", "monitoring", "console", "demo")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -111,6 +111,14 @@ def promote_version(version: Annotated[str, typer.Argument(help="Version to serv
     console.print(f"production model is now [bold]{version}[/]")
 
 
+@model_app.command("default")
+def default_model() -> None:
+    """Train and promote the first-run model unless a production model exists (containers' init step)."""
+    from fraudstream.demo import ensure_default_model
+
+    console.print(f"production model: [bold]{ensure_default_model(get_settings())}[/]")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.add_typer(model_app, name="model")

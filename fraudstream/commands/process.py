@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 import typer
 
@@ -26,6 +28,7 @@ def process(
 ) -> None:
     """Consume transactions, score them, write PostgreSQL and alerts; exactly once in effect."""
     from fraudstream.engines.local import EngineOptions, run_local_engine
+    from fraudstream.monitoring.targets import announced
 
     settings = get_settings()
     options = EngineOptions(group=group, instance_id=instance_id, metrics_port=metrics_port or None,
@@ -34,7 +37,8 @@ def process(
                             max_events=max_events, duration_s=duration)
     try:
         kafka.wait_for_broker(settings)
-        summary = run_local_engine(settings, options)
+        with announced(settings, metrics_port, group) if metrics_port else contextlib.nullcontext():
+            summary = run_local_engine(settings, options)
     except (kafka.KafkaUnavailable, EngineError) as error:
         raise fail(str(error)) from None
     except psycopg.OperationalError as error:

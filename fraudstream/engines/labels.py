@@ -80,5 +80,14 @@ class LabelFeed:
                                partitions=partitions.tolist(), offsets=offsets.tolist(), engine=engine)
         return frame, letters
 
+    def lag(self) -> dict[int, int]:
+        """Labels not yet read per partition (cached high watermarks: no broker round trip)."""
+        lag = {}
+        for partition, position in self.positions.items():
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            if high >= 0:
+                lag[partition] = max(0, high - position)
+        return lag
+
     def close(self) -> None:
         self.consumer.close()

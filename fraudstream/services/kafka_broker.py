@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from fraudstream.config import Settings
 from fraudstream.services.exceptions import ServiceError
-from fraudstream.services.maven import resolve_jars
+from fraudstream.services.maven import project_jars
 from fraudstream.services.process import ManagedProcess, port_open
 
 LOG4J2 = """Configuration:
@@ -66,7 +66,7 @@ def server_properties(settings: Settings, data_dir: Path) -> str:
 
 def broker_process(settings: Settings, jars: Path | None = None) -> ManagedProcess:
     home = kafka_home(settings)
-    classpath = f"{jars or settings.state_dir / 'jars' / 'kafka'}/*"
+    classpath = f"{jars or (settings.jars_dir or settings.state_dir / 'jars') / 'kafka'}/*"
     return ManagedProcess(
         name="kafka",
         command=["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
@@ -95,7 +95,7 @@ def prepare(settings: Settings) -> Path:
     """Jars, configuration and a formatted KRaft log directory; returns the jar directory."""
     if shutil.which("java") is None:
         raise ServiceError("Java is required for Kafka: apt-get install openjdk-17-jre-headless")
-    jars = resolve_jars("kafka", settings.state_dir / "jars")
+    jars = project_jars(settings, "kafka")
     home = kafka_home(settings)
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fraudstream.config import Settings
-from fraudstream.services import kafka_broker, postgres, spark
+from fraudstream.services import kafka_broker, postgres, prometheus, spark
 from fraudstream.services.exceptions import ServiceError
 from fraudstream.services.process import ManagedProcess
 
@@ -38,11 +38,18 @@ SERVICES: dict[str, Service] = {
     "kafka": Service(
         "kafka", kafka_broker.prepare, kafka_broker.broker_process, kafka_broker.healthy,
         lambda s: s.kafka_port, lambda s: str(kafka_broker.kafka_home(s) / "data"),
+        start_timeout_s=120.0,  # the JVM's start (and log recovery after a kill) takes a minute on a busy machine
     ),
     "spark": Service("spark", spark.prepare, spark.cluster_process, spark.healthy, lambda s: s.spark_master_port,
                      lambda s: str(spark.spark_dir(s)), start_timeout_s=120.0),
+    "prometheus": Service("prometheus", prometheus.prepare, prometheus.server_process, prometheus.healthy,
+                          lambda s: s.prometheus_port, lambda s: str(prometheus.prometheus_home(s) / "data")),
+    "refresher": Service("refresher", lambda s: None, prometheus.refresher_process, prometheus.refresher_running,
+                         lambda s: 0, lambda s: str(prometheus.prometheus_home(s))),
 }
 DEFAULT_SERVICES = ("postgres", "kafka")
+#: Names that stand for several services.
+GROUPS = {"monitoring": ("prometheus", "refresher")}
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,11 @@ class ServiceStatus:
 
 
 def _selected(names: Sequence[str] | None) -> list[Service]:
-    chosen = list(names or DEFAULT_SERVICES)
+    chosen = [member for name in (names or DEFAULT_SERVICES) for member in GROUPS.get(name, (name,))]
     unknown = [name for name in chosen if name not in SERVICES]
     if unknown:
-        raise ServiceError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+        known = ", ".join([*SERVICES, *GROUPS])
+        raise ServiceError(f"unknown service(s) {', '.join(unknown)}; choose from {known}")
     return [SERVICES[name] for name in chosen]
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fraudstream.config import Settings
 from fraudstream.services.exceptions import ServiceError
 
 #: deploy/maven/<name>/pom.xml in the source tree.
@@ -39,3 +40,15 @@ def resolve_jars(name: str, jars_root: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def project_jars(settings: Settings, name: str) -> Path:
+    """The jars of deploy/maven/<name>: the pre-resolved folder under ``jars_dir`` when set (an image
+    built them; no Maven at run time), else resolved with Maven into the state directory."""
+    if settings.jars_dir is None:
+        return resolve_jars(name, settings.state_dir / "jars")
+    folder = settings.jars_dir / name
+    if not any(folder.glob("*.jar")):
+        raise ServiceError(f"no jars in {folder} (FRAUDSTREAM_JARS_DIR): resolve deploy/maven/{name}/pom.xml "
+                           "into it, or unset FRAUDSTREAM_JARS_DIR to resolve them with Maven")
+    return folder

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fraudstream.config import Settings
 from fraudstream.services.exceptions import ServiceError
-from fraudstream.services.maven import resolve_jars
+from fraudstream.services.maven import project_jars
 from fraudstream.services.process import ManagedProcess, port_open
 
 #: Each worker offers one core and 1 GB to executors: the machine is small and shared.
@@ -70,7 +70,7 @@ def master_url(settings: Settings) -> str:
 
 def connector_jars(settings: Settings) -> list[Path]:
     """The Kafka connector jars pyspark lacks (deploy/maven/spark/pom.xml), resolved once into the state dir."""
-    folder = resolve_jars("spark", settings.state_dir / "jars")
+    folder = project_jars(settings, "spark")
     return sorted(folder.glob("*.jar"))
 
 

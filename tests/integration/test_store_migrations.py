@@ -3,27 +3,12 @@ snapshots are stored uncompressed (004)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
-from psycopg import sql
 
-from fraudstream.config import Settings
 from fraudstream.store.schema import migrate, migrations
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def scratch_url(postgres_ready: Settings, database: psycopg.Connection) -> Iterator[str]:
-    name = f"scratch_{uuid.uuid4().hex[:10]}"
-    database.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_ready.database_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        database.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: str) -> None:
@@ -46,7 +31,7 @@ def test_feature_arrays_migration_keeps_the_features_of_older_rows(scratch_url: 
                 " now())", (f"t{number}", features, "v0001" if number < 2 else "v0000"))
 
     report = migrate(scratch_url)
-    assert report.applied == ["003_feature_arrays", "004_snapshot_storage"]
+    assert report.applied[:2] == ["003_feature_arrays", "004_snapshot_storage"]
     with psycopg.connect(scratch_url) as connection:
         assert connection.execute("SELECT data_type FROM information_schema.columns WHERE table_name = "
                                   "'transactions' AND column_name = 'features'").fetchone() == ("ARRAY",)

@@ -29,3 +29,23 @@ def test_without_kafka_timestamps_the_produce_histogram_stays_empty() -> None:
     metrics.observe_batch(duration_s=0.1, committed_at_us=10, event_time_us=np.zeros(3, dtype=np.int64),
                           ingested_at_us=np.zeros(3, dtype=np.int64), decisions={}, dead_lettered=0)
     assert metrics.registry.get_sample_value("fraudstream_produce_to_commit_seconds_count") == 0
+
+
+def test_dead_letters_are_counted_by_kind_of_reason_without_the_offending_values() -> None:
+    metrics = EngineMetrics("test")
+    metrics.observe_dead_letters(["amount must be > 0 and <= 1e+06, got -5", "amount must be > 0 and <= 1e+06, got 0",
+                                  "invalid JSON: unexpected character: line 1 column 2", "empty payload"])
+    value = metrics.registry.get_sample_value
+    assert value("fraudstream_dead_letters_total", {"reason": "amount must be > 0 and <= 1e+06"}) == 2
+    assert value("fraudstream_dead_letters_total", {"reason": "invalid JSON"}) == 1
+    assert value("fraudstream_dead_letters_total", {"reason": "empty payload"}) == 1
+
+
+def test_label_lag_and_the_process_collector_are_exposed() -> None:
+    metrics = EngineMetrics("test")
+    metrics.set_label_lag({0: 5, 1: 0})
+    metrics.set_label_lag({1: 3})
+    value = metrics.registry.get_sample_value
+    assert value("fraudstream_label_lag", {"partition": "0"}) is None  # cleared with each update
+    assert value("fraudstream_label_lag", {"partition": "1"}) == 3
+    assert value("process_resident_memory_bytes") > 0
