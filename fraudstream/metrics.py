@@ -91,6 +91,13 @@ class EngineMetrics:
         self.label_lag = Gauge("fraudstream_label_lag", "Labels not yet read, per partition of the labels topic.",
                                ["partition"], registry=self.registry)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
+        self.dependency_up = Gauge("fraudstream_dependency_up", "1 while a service the engine needs answers, "
+                                   "0 during an outage it is riding out.", ["dependency"], registry=self.registry)
+        self.dependency_outages = Counter("fraudstream_dependency_outages", "Outages of a needed service, counted "
+                                          "when each one starts.", ["dependency"], registry=self.registry)
+        self.dependency_outage_seconds = Counter("fraudstream_dependency_outage_seconds",
+                                                 "Time spent waiting for a needed service, counted when each outage "
+                                                 "ends.", ["dependency"], registry=self.registry)
         self._model_version: str | None = None
 
     def serve(self, port: int) -> None:
@@ -127,6 +134,16 @@ class EngineMetrics:
         self.label_lag.clear()
         for partition, lag in lag_by_partition.items():
             self.label_lag.labels(str(partition)).set(lag)
+    def dependency_available(self, dependency: str, outage_s: float | None = None) -> None:
+        """``dependency`` answers (again); ``outage_s``: how long the outage that just ended lasted."""
+        self.dependency_up.labels(dependency).set(1)
+        self.dependency_outages.labels(dependency)  # exported as 0 before the first outage
+        if outage_s is not None:
+            self.dependency_outage_seconds.labels(dependency).inc(outage_s)
+
+    def dependency_lost(self, dependency: str) -> None:
+        self.dependency_up.labels(dependency).set(0)
+        self.dependency_outages.labels(dependency).inc()
 
     def set_model(self, version: str) -> None:
         if self._model_version is not None:

@@ -29,6 +29,7 @@ add() {
 add COMPOSE_PROJECT_NAME fraudstream
 add POSTGRES_PASSWORD "$(secret)"
 add GRAFANA_ADMIN_PASSWORD "$(secret)"
+add CONSOLE_ADMIN_PASSWORD "$(secret)"
 add KAFKA_CLUSTER_ID "$(cluster_id)"
 if [ "$local_images" = 1 ]; then
   add COMPOSE_FILE compose.yaml:deploy/docker/compose.local.yaml

@@ -26,3 +26,8 @@ class TopicMissing(EngineError):
 
 class MetricsPortUnavailable(EngineError):
     """The Prometheus port could not be opened."""
+
+
+class BatchAbandoned(EngineError):
+    """The batch in flight was not committed (the database connection was lost, or the engine stopped during
+    an outage); its partitions resume from the database's checkpoints, so nothing is lost or doubled."""

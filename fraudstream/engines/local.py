@@ -25,10 +25,13 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
    the offsets it reaches and the state snapshots due at those offsets (taken now, before the next
    batch moves the states), and enqueue its alerts and dead letters in the producer.
 7. Flush the producer and check every delivery, so alerts and dead letters are durable before the
-   offsets that cover them.
+   offsets that cover them (a broker outage is waited out: the producer retries).
 8. In one database transaction: upsert the rows, upsert the labels, advance the offsets (they only
    grow, else OffsetRegression), write the captured snapshots; commit (without waiting for the WAL
-   flush: a transaction lost in a PostgreSQL crash takes its offsets with it and is replayed).
+   flush: a transaction lost in a PostgreSQL crash takes its offsets with it and is replayed). While
+   PostgreSQL is away this step retries with back-off (``outages.py``); when the connection was lost,
+   the batch is abandoned once a new one works, and the polling thread rewinds every owned partition
+   to the database's checkpoints, as a reassignment would (nothing committed beyond written rows).
 9. Record the metrics; then (on the polling thread, when it collects the batch) mark the offsets
    committed and tell Kafka (informational only: lag tools read them).
 
@@ -52,13 +55,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from fraudstream import kafka, pipeline
 from fraudstream.config import Settings
-from fraudstream.engines.exceptions import MetricsPortUnavailable, OffsetRegression, SinkDeliveryFailed, TopicMissing
+from fraudstream.engines.exceptions import (
+    BatchAbandoned,
+    MetricsPortUnavailable,
+    OffsetRegression,
+    SinkDeliveryFailed,
+    TopicMissing,
+)
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
+from fraudstream.engines.outages import KAFKA, POSTGRES, Backoff, EngineDatabase, Outage
 from fraudstream.features import FEATURE_CODE_VERSION, FeatureRows, FeatureState, StateFormatError
 from fraudstream.features.columnar import batch_columns
 from fraudstream.features.partitioned import PartitionedFeatureState
@@ -95,6 +105,9 @@ class EngineOptions:
     #: Stop after this many new events (scored + dead-lettered) or seconds; None runs until a signal.
     max_events: int | None = None
     duration_s: float | None = None
+    #: Retries while PostgreSQL or Kafka is away, and how often the outage is logged meanwhile.
+    backoff: Backoff = field(default_factory=Backoff)
+    outage_log_interval_s: float = 10.0
 
 
 @dataclass
@@ -109,6 +122,8 @@ class PartitionState:
     label_offsets: dict[int, int]
     snapshot_offset: int | None
     snapshot_at: float = field(default_factory=time.monotonic)
+    #: Where the consumer started it without a snapshot (the beginning, or the end for new live partitions).
+    start_offset: int = OFFSET_BEGINNING
 
 
 @dataclass
@@ -198,37 +213,70 @@ class LocalEngine:
         self.metrics = EngineMetrics(ENGINE)
         self.stopping = False
         self._check_topics()
-        self.connection = psycopg.connect(settings.database_url, autocommit=True)
+        self.database_outage = Outage(POSTGRES, self.metrics, options.outage_log_interval_s)
+        self.kafka_outage = Outage(KAFKA, self.metrics, options.outage_log_interval_s)
+        self.database = EngineDatabase(settings.database_url, self.database_outage, options.backoff,
+                                       lambda: self.stopping)
         self.models = ModelHolder(settings.models_dir, options.model_poll_interval_s)
         self.config = self.models.feature_config
         self.features = PartitionedFeatureState(self.config)
         self.labels = LabelFeed(settings, options.group)
         # Step 7 flushes every batch's alerts at once: lingering would only delay the commit.
         self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
-                                                              "linger.ms": 0})
-        # Small per-partition fetches make a backlogged batch mix partitions, so all progress evenly.
-        # Caught up, a fetch waits for 64 KB or fetch.wait.max.ms (20 ms, less than a batch timeout)
-        # instead of returning each producer request's few records: at 5,000 events/s that halved the
-        # broker's CPU per event (64 -> 33 µs) at no latency cost.
-        overrides: dict[str, Any] = {"session.timeout.ms": options.session_timeout_ms,
-                                     "max.partition.fetch.bytes": 256 * 1024, "fetch.min.bytes": 64 * 1024}
-        if options.instance_id:
-            overrides["group.instance.id"] = options.instance_id
-        self.consumer: Consumer = kafka.consumer(settings, options.group, **overrides)
+                                                              "linger.ms": 0, "error_cb": self._kafka_error})
+        self.consumer = self._new_consumer()
+        #: Set by a fatal consumer error (e.g. a static member fenced after a broker restart): the consumer
+        #: is replaced at the next batch boundary.
+        self._consumer_failed: str | None = None
         self._delivery_errors: list[str] = []
         self._lag_at = 0.0
         self._polled_at = 0.0
         self._idle = True
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future[HandedOver] | None = None
+        #: Set when a batch in flight was abandoned: the owned partitions must go back to the database's checkpoints.
+        self._rewind_pending = False
         self._feature_order = self._register_model()
+
+    def _new_consumer(self) -> Consumer:
+        """The group member's consumer. Small per-partition fetches make a backlogged batch mix partitions,
+        so all progress evenly. Caught up, a fetch waits for 64 KB or fetch.wait.max.ms (20 ms, less than a
+        batch timeout) instead of returning each producer request's few records: at 5,000 events/s that
+        halved the broker's CPU per event (64 -> 33 µs) at no latency cost."""
+        overrides: dict[str, Any] = {"session.timeout.ms": self.options.session_timeout_ms,
+                                     "max.partition.fetch.bytes": 256 * 1024, "fetch.min.bytes": 64 * 1024,
+                                     "error_cb": self._consumer_error}
+        if self.options.instance_id:
+            overrides["group.instance.id"] = self.options.instance_id
+        return kafka.consumer(self.settings, self.options.group, **overrides)
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+
+    def _replace_consumer(self) -> None:
+        """After a fatal consumer error: a new member takes the partitions back, restoring them from the
+        database as a restarted process would."""
+        log.warning("kafka consumer replaced reason=%r", self._consumer_failed)
+        self._consumer_failed = None
+        self._collect()
+        for partition in list(self.states):
+            self.states.pop(partition)
+            self.features.remove(partition)
+        try:
+            self.consumer.close()
+        except KafkaException as error:
+            log.info("failed consumer closed with error=%r", str(error))
+        self.consumer = self._new_consumer()
+        self._subscribe()
 
     def _register_model(self) -> tuple[str, ...]:
         """Note the model in the metrics and the summary; the order the database stores its features in."""
         scorer = self.models.scorer
         self.metrics.set_model(scorer.model_version)
         self.summary.model_versions.append(scorer.model_version)
-        return writer.feature_order(self.connection, scorer.model_version, scorer.feature_names)
+        return self.database.run(lambda connection: writer.feature_order(connection, scorer.model_version,
+                                                                         scorer.feature_names))
 
     def _check_topics(self) -> None:
         settings = self.settings
@@ -243,15 +291,36 @@ class LocalEngine:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Restore each partition's snapshot and seek to it (or to the beginning without one)."""
         self._collect()
+        if {p.partition for p in partitions} >= set(self.states):  # every owned partition is restored below
+            self._rewind_pending = self.database.reconnected = False
         for assigned in partitions:
             state, features = self._restore(assigned.partition)
             self.states[assigned.partition] = state
             self.features.add(assigned.partition, features)
-            assigned.offset = self._start_offset(state)
+            assigned.offset = state.start_offset = self._start_offset(state)
             log.info("partition assigned topic=%s partition=%d resume_offset=%s committed_offset=%d",
                      self.topic, assigned.partition, state.snapshot_offset, state.committed)
         consumer.assign(partitions)
         self.labels.rewind([state.label_offsets for state in self.states.values()])
+
+    def _rewind(self) -> None:
+        """Every owned partition back to its checkpoint in the database, after the database connection was
+        lost: a commit it acknowledged may have been lost in a crash, and the batches in flight were not
+        committed. Like a reassignment: restore the snapshot, replay from it (replays write nothing)."""
+        self._rewind_pending = self.database.reconnected = False
+        for partition, previous in list(self.states.items()):
+            state, features = self._restore(partition)
+            state.start_offset = previous.start_offset
+            self.states[partition] = state
+            self.features.add(partition, features)
+            offset = state.start_offset if state.snapshot_offset is None else state.snapshot_offset
+            self.consumer.seek(TopicPartition(self.topic, partition, offset))
+            log.info("partition rewound after a database outage topic=%s partition=%d resume_offset=%s "
+                     "committed_offset=%d", self.topic, partition, state.snapshot_offset, state.committed)
+        self.labels.rewind([state.label_offsets for state in self.states.values()])
+
+    def _needs_rewind(self) -> bool:
+        return self._rewind_pending or self.database.reconnected
 
     def _start_offset(self, state: PartitionState) -> int:
         """The snapshot's offset; without one, the beginning (to rebuild the state), except for a partition
@@ -264,7 +333,8 @@ class LocalEngine:
         return OFFSET_BEGINNING
 
     def _restore(self, partition: int) -> tuple[PartitionState, FeatureState]:
-        checkpoint = writer.load_checkpoint(self.connection, self.options.group, self.topic, partition)
+        checkpoint = self.database.run(lambda connection: writer.load_checkpoint(
+            connection, self.options.group, self.topic, partition))
         committed = checkpoint.committed_offset or 0
         if checkpoint.snapshot_offset is not None and checkpoint.snapshot_offset > committed:
             raise OffsetRegression(f"partition {partition}: snapshot at offset {checkpoint.snapshot_offset} is "
@@ -296,7 +366,12 @@ class LocalEngine:
         committer thread; returns the new events handled."""
         started = time.perf_counter()
         # 1. Poll, keeping only records of partitions still owned.
+        if self._consumer_failed is not None:
+            self._replace_consumer()
         polled = self._poll(started)
+        if self._needs_rewind():
+            self._rewind()  # what was polled lies beyond the checkpoints: it comes again
+            return 0
         messages = [message for message in polled if message.error() is None]
         if len(messages) < len(polled):
             self._log_errors(polled)
@@ -332,6 +407,9 @@ class LocalEngine:
         alerts = pipeline.alert_messages(rows)
         encoded = writer.encode_scored(rows) if len(rows) else b""
         self._collect()
+        if self._needs_rewind():
+            self._rewind()  # this batch was computed from states that are now replaced: it comes again
+            return 0
         self._advance_positions(batch)
         handed = HandedOver(batch, rows, encoded, batch.produced_at_us[decoded.positions][new], labels,
                             self._advancing(), self._due_snapshots(), len(rejected), len(alerts))
@@ -357,6 +435,7 @@ class LocalEngine:
             error = message.error()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error code=%s reason=%r", error.code(), error.str())
+                self._consumer_error(error)
 
     def _committed_offsets(self, partitions: np.ndarray) -> np.ndarray:
         """Each record's partition's committed offset (one lookup per partition, not per record)."""
@@ -411,37 +490,79 @@ class LocalEngine:
         if error is not None:
             self._delivery_errors.append(f"{message.topic()}: {error.str()}")
 
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._FATAL:  # as a message's error, the flag is not set
+            self._consumer_failed = error.str()
+        self._kafka_error(error)
+
+    def _kafka_error(self, error: KafkaError) -> None:
+        """librdkafka's client-level errors: losing every broker is an outage (the clients reconnect by
+        themselves); a single connection closing is routine."""
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.kafka_outage.failed(error.str())
+        elif error.code() != KafkaError._TRANSPORT:
+            log.warning("kafka client error code=%s reason=%r", error.name(), error.str())
+
     # --- steps 7-9, on the committer thread ----------------------------------------------------------
 
     def _commit_batch(self, handed: HandedOver) -> HandedOver:
-        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them.
-        remaining = self.producer.flush(30)
+        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them (waiting out a broker
+        #    outage: the producer keeps them and retries until message.timeout.ms).
+        remaining = self.producer.flush(5)
+        if remaining:
+            while remaining and not self._delivery_errors and not self.stopping:
+                self.kafka_outage.failed(f"{remaining} alerts and dead letters not acknowledged")
+                remaining = self.producer.flush(5)
+            if not remaining:
+                self.kafka_outage.recovered()
         errors, self._delivery_errors = self._delivery_errors, []
         if remaining or errors:
             raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
                                      f"check the broker at {self.settings.kafka_bootstrap}; the batch will be replayed")
         # 8. Rows, labels, offsets and the captured snapshots in one database transaction.
         if not (handed.rows.empty and handed.labels.empty and not handed.advancing and not handed.snapshots):
-            self._write(handed)
+            self._write_through_outages(handed)
         # 9. Metrics (the offsets are marked committed when the polling thread collects the batch).
         self._record(handed, committed_at_us=time.time_ns() // 1000)
         return handed
 
+    def _write_through_outages(self, handed: HandedOver) -> None:
+        """Step 8, retried while PostgreSQL is away. A failure on a live connection (disk full, a server
+        starting up) rolled back: the same batch is written again. A lost connection may have lost commits
+        acknowledged before it (no WAL flush wait): once a new connection works, the batch is abandoned and
+        the polling thread rewinds every partition to the database's checkpoints."""
+        attempt = 0
+        while True:
+            try:
+                self._write(handed)
+            except psycopg.OperationalError as error:
+                if self.database.lost:
+                    self.database_outage.failed(error)
+                    self.database.reconnect()
+                    raise BatchAbandoned("the database connection was lost during a commit; the partitions "
+                                         "resume from the database's checkpoints") from None
+                self.database.failed(error, attempt)
+                attempt += 1
+                continue
+            self.database_outage.recovered()
+            return
+
     def _write(self, handed: HandedOver) -> None:
-        with self.connection.transaction():
+        connection = self.database.connection
+        with connection.transaction():
             # No wait for the WAL flush: the offsets live in this same transaction, so a PostgreSQL crash
             # that loses it loses its offsets too, and the batch is replayed from Kafka (nothing else
             # acts on this commit but the informational Kafka offsets and at-least-once alerts).
-            self.connection.execute("SET LOCAL synchronous_commit = off")
-            writer.write_scored(self.connection, handed.encoded_rows, len(handed.rows))
-            writer.upsert_labels(self.connection, handed.labels)
-            stale = writer.advance_offsets(self.connection, self.options.group, self.topic, handed.advancing)
+            connection.execute("SET LOCAL synchronous_commit = off")
+            writer.write_scored(connection, handed.encoded_rows, len(handed.rows))
+            writer.upsert_labels(connection, handed.labels)
+            stale = writer.advance_offsets(connection, self.options.group, self.topic, handed.advancing)
             if stale:
                 raise OffsetRegression(f"partitions {stale} of {self.topic} already have a higher committed offset "
                                        f"in group {self.options.group}: another member wrote them; rolled back")
             for snapshot in handed.snapshots:
                 written = writer.save_snapshot(
-                    self.connection, self.options.group, self.topic, snapshot.partition,
+                    connection, self.options.group, self.topic, snapshot.partition,
                     next_offset=snapshot.next_offset, state=snapshot.state, feature_code_version=FEATURE_CODE_VERSION,
                     label_offsets=snapshot.label_offsets)
                 if not written:
@@ -470,7 +591,12 @@ class LocalEngine:
         if self._in_flight is None:
             return
         in_flight, self._in_flight = self._in_flight, None
-        handed = in_flight.result()
+        try:
+            handed = in_flight.result()
+        except BatchAbandoned as abandoned:
+            log.warning("batch abandoned reason=%r action=rewind_to_database_checkpoints", str(abandoned))
+            self._rewind_pending = True
+            return
         for partition, offset in handed.advancing.items():
             self.states[partition].committed = offset
         for snapshot in handed.snapshots:
@@ -494,6 +620,8 @@ class LocalEngine:
         if now - self._lag_at < self.options.lag_interval_s:
             return
         self._lag_at = now
+        if self.kafka_outage.down:
+            self._probe_kafka()
         lag = {}
         for partition, state in list(self.states.items()):
             # cached: the high watermark comes with every fetch response, no broker round trip
@@ -502,6 +630,16 @@ class LocalEngine:
                 lag[partition] = max(0, high - state.position)
         self.metrics.set_lag(lag)
         self.metrics.set_label_lag(self.labels.lag())
+
+    def _probe_kafka(self) -> None:
+        """During a broker outage, one metadata request: ends the outage once the broker answers, even when
+        no traffic arrives to show it."""
+        try:
+            self.consumer.list_topics(self.topic, timeout=1)
+        except KafkaException as error:
+            self.kafka_outage.failed(error)
+        else:
+            self.kafka_outage.recovered()
 
     # --- running ---------------------------------------------------------------------------------------
 
@@ -516,8 +654,7 @@ class LocalEngine:
                                              "pass another --metrics-port, or 0 to disable metrics") from None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+        self._subscribe()
         log.info("engine started engine=%s group=%s instance=%s topic=%s model_version=%s",
                  ENGINE, options.group, options.instance_id, self.topic, self.models.version)
         deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -551,7 +688,7 @@ class LocalEngine:
             self.consumer.close()
             self.labels.close()
             self.producer.flush(10)
-            self.connection.close()
+            self.database.close()
 
 
 def run_local_engine(settings: Settings, options: EngineOptions) -> RunSummary:

@@ -38,6 +38,7 @@ SERVICES: dict[str, Service] = {
     "kafka": Service(
         "kafka", kafka_broker.prepare, kafka_broker.broker_process, kafka_broker.healthy,
         lambda s: s.kafka_port, lambda s: str(kafka_broker.kafka_home(s) / "data"),
+        start_timeout_s=120.0,  # the JVM's start (and log recovery after a kill) takes a minute on a busy machine
     ),
     "spark": Service("spark", spark.prepare, spark.cluster_process, spark.healthy, lambda s: s.spark_master_port,
                      lambda s: str(spark.spark_dir(s)), start_timeout_s=120.0),

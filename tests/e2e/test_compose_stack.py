@@ -189,7 +189,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env_file = tmp_path_factory.mktemp("compose") / "compose.env"
     created = run_script("scripts/compose-env.sh", "--local-images", str(env_file), timeout=60)
     assert created.returncode == 0, created.stderr
-    ports = {name: free_port() for name in ("KAFKA_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT")}
+    ports = {name: free_port() for name in ("KAFKA_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT", "CONSOLE_PORT")}
     settings = {**ports, "PRODUCER_RATE": 20, "HACKER_RATE": 1, "PRODUCER_WARM_UP_DAYS": 0}
     with env_file.open("a") as out:
         out.writelines(f"{name}={value}\n" for name, value in settings.items())
@@ -259,11 +259,17 @@ def test_stream_survives_a_killed_processor_exactly_once(stack: Stack) -> None:
 def test_prometheus_scrapes_the_processor(stack: Stack) -> None:
     deadline = time.monotonic() + 60
     while True:
-        targets = [t for t in prometheus_targets(stack) if t["labels"].get("job") == "fraudstream-processor"]
+        targets = [t for t in prometheus_targets(stack) if t["labels"].get("job") == "fraudstream"]
         if targets and all(t["health"] == "up" for t in targets):
             break
         assert time.monotonic() < deadline, f"processor targets not up: {targets}"
         time.sleep(2)
+
+
+def test_console_answers_on_localhost(stack: Stack) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['CONSOLE_PORT']}/login", timeout=10) as response:
+        assert response.status == 200
+        assert "<form" in response.read().decode()
 
 
 def test_down_removes_every_container_network_and_volume(stack: Stack) -> None:

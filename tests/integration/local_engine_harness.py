@@ -3,6 +3,7 @@ model, `fraudstream process` as a real subprocess, and reads of the rows a test 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.engines.feed import publish_frame
+from fraudstream.model.signing import SIGNING_KEY_FILE
+from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.simulate.backfill import simulate_history
 
 FRAUDSTREAM = str(Path(sys.executable).with_name("fraudstream"))
@@ -77,6 +80,14 @@ def model_state_dir(base: Settings) -> Path:
     return directory
 
 
+def private_model_state(base: Settings, directory: Path) -> Path:
+    """A copy of model_state_dir's registry (promotions there stay private) with the key that signed it."""
+    source = model_state_dir(base)
+    shutil.copytree(source / "models", directory / "models")
+    shutil.copy2(source / SIGNING_KEY_FILE, directory / SIGNING_KEY_FILE)
+    return directory
+
+
 def stream(events: int, prefix: str, seed: int = 11) -> pd.DataFrame:
     """``events`` simulated transactions with ids ``prefix + simulator id``, in event-time order."""
     days = max(1, events // 12_000 + 1)
@@ -92,17 +103,21 @@ def count_rows(database: psycopg.Connection, prefix: str) -> int:
                             (prefix + "%",)).fetchone()[0]
 
 
-def wait_for_rows(database: psycopg.Connection, prefix: str, expected: int, timeout_s: float,
+def wait_for_rows(database: psycopg.Connection, prefix: str, expected: int, stall_s: float,
                   processes: tuple[subprocess.Popen, ...] = ()) -> int:
-    """Poll the table until ``expected`` rows with the prefix exist; fails early if a processor died."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        count = count_rows(database, prefix)
-        if count >= expected or time.monotonic() > deadline:
-            return count
+    """Poll the table until ``expected`` rows with the prefix exist and return the count; gives up (returning
+    the count reached) only when no new row came for ``stall_s`` seconds; fails early if a processor died."""
+
+    def alive() -> bool:
         for process in processes:
             assert process.poll() is None, f"processor exited with {process.returncode}"
-        time.sleep(0.25)
+        return True
+
+    try:
+        return wait_for_count(lambda: count_rows(database, prefix), expected, stall_s=stall_s,
+                              what=f"rows {prefix}*", alive=alive)
+    except NoProgress as stalled:
+        return stalled.count
 
 
 def scored(database: psycopg.Connection, prefix: str) -> pd.DataFrame:

@@ -1,0 +1,241 @@
+"""Faults of the services the engine needs, on the real services: PostgreSQL stopped (fast shutdown) for
+30 s, PostgreSQL killed (crash recovery), the Kafka broker killed and restarted 10 s later, each while a
+stream arrives at 5,000 events/s. The processor must not exit; afterwards every event is a row exactly
+once, with the scores and features of a clean run, and the committed offsets cover exactly the rows.
+
+Each test prints its figures (``reliability: ...``) and appends them to ``<state dir>/reliability.jsonl``:
+the README's Reliability table comes from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from local_engine_harness import EngineRun, model_state_dir, new_run, scored, stop, stream, wait_for_rows
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudstream import kafka
+from fraudstream.config import Settings
+from fraudstream.engines.feed import publish_frame
+from fraudstream.services import kafka_broker, manager, postgres
+from fraudstream.services.exceptions import ServiceError
+from fraudstream.services.process import pid_alive
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+EVENTS = 40_000
+RATE = 5_000
+#: How long into the stream the fault is injected (rows are being written by then).
+FAULT_AFTER_S = 2.0
+
+
+@dataclass
+class FaultFigures:
+    fault: str
+    events: int
+    rows: int
+    duplicates: int
+    #: From the fault to the service answering again (a restart included: the broker's JVM takes a while).
+    outage_s: float
+    #: From the service answering again to every event being a row (consumer lag 0).
+    caught_up_after_restart_s: float
+    processor_exits: int
+    outages_counted: float
+    outage_log_lines: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def dependency(metrics: dict, name: str, dependency_name: str) -> float | None:
+    return metrics.get((name, (("dependency", dependency_name),)))
+
+
+def connect(settings: Settings, timeout_s: float = 60) -> psycopg.Connection:
+    """A new connection, waiting for a server that is still recovering."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=2)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_service(settings: Settings, name: str, timeout_s: float = 240) -> None:
+    """`services up` for one service, retried while a killed predecessor is still letting go."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            manager.up(settings, [name])
+            return
+        except ServiceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} survived SIGKILL"
+        time.sleep(0.05)
+
+
+def publish_paced(settings: Settings, frame: pd.DataFrame, rate: float, started: threading.Event) -> None:
+    """``frame`` at ``rate`` events/s in 100 ms chunks (the producer buffers through a broker outage)."""
+    producer = kafka.producer(settings)
+    chunk = max(1, int(rate / 10))
+    begin = time.monotonic()
+    started.set()
+    for number, first in enumerate(range(0, len(frame), chunk)):
+        publish_frame(producer, settings.transactions_topic, frame.iloc[first:first + chunk],
+                      settings.transactions_partitions)
+        time.sleep(max(0.0, begin + (number + 1) * 0.1 - time.monotonic()))
+    assert producer.flush(120) == 0
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    return stream(EVENTS, prefix="")
+
+
+@pytest.fixture(scope="module")
+def clean_run(postgres_ready: Settings, events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[pd.DataFrame]:
+    """The same events through an undisturbed processor: the scores and features every fault run must match."""
+    run = new_run(postgres_ready, model_state_dir(postgres_ready), tmp_path_factory.mktemp("clean") / "logs")
+    prefix = f"clean-{run.group}-"
+    run.publish(events.assign(transaction_id=prefix + events["transaction_id"]))
+    processor = run.start("clean")
+    with connect(postgres_ready) as database:
+        assert wait_for_rows(database, prefix, EVENTS, 300, (processor,)) == EVENTS
+        assert stop(processor) == 0
+        yield scored(database, prefix)
+
+
+def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs: Path, fault: str,
+             dependency_name: str, inject: Callable[[], None], restore: Callable[[], None],
+             outage_s: float) -> FaultFigures:
+    """Stream ``events`` at RATE into a running processor, ``inject`` the fault FAULT_AFTER_S in, ``restore``
+    after ``outage_s``; then check exactly once, the metrics and the log, and return the figures."""
+    run: EngineRun = new_run(settings, model_state_dir(settings), logs)
+    prefix = f"{fault}-{run.group}-"
+    port = free_port()
+    processor = run.start("member", "--metrics-port", str(port))
+    try:
+        run.wait_for_log("member", "partition assigned", 1, processor)
+        started = threading.Event()
+        producer = threading.Thread(target=publish_paced, daemon=True, args=(
+            run.settings, events.assign(transaction_id=prefix + events["transaction_id"]), RATE, started))
+        producer.start()
+        started.wait(30)
+        time.sleep(FAULT_AFTER_S)
+        with connect(settings) as database:
+            rows_before = wait_for_rows(database, prefix, 1, 30, (processor,))
+        assert rows_before > 0, "no row was written before the fault"
+        inject()
+        deadline = time.monotonic() + outage_s
+        saw_down = False
+        while time.monotonic() < deadline:
+            assert processor.poll() is None, f"the processor exited during the outage:\n{run.log_text('member')}"
+            saw_down = saw_down or dependency(scrape(port), "fraudstream_dependency_up", dependency_name) == 0
+            time.sleep(0.5)
+        restore()
+        restored_at = time.monotonic()
+        measured_outage_s = restored_at - deadline + outage_s
+        producer.join(120)
+        with connect(settings) as database:
+            final = wait_for_rows(database, prefix, EVENTS, 300, (processor,))
+            caught_up_s = time.monotonic() - restored_at
+            time.sleep(2)  # anything written late would show as an extra row
+            metrics = scrape(port)
+            assert processor.poll() is None, "the processor exited"
+            rows = scored(database, prefix)
+            total, distinct = database.execute(
+                "SELECT count(*), count(DISTINCT transaction_id) FROM transactions WHERE transaction_id LIKE %s",
+                (prefix + "%",)).fetchone()
+            committed = database.execute("SELECT coalesce(sum(next_offset), 0) FROM engine_offsets"
+                                         " WHERE consumer_group = %s", (run.group,)).fetchone()[0]
+    finally:
+        exit_code = stop(processor)
+    log = run.log_text("member")
+    figures = FaultFigures(
+        fault=fault, events=EVENTS, rows=int(total), duplicates=int(total - distinct),
+        outage_s=round(measured_outage_s, 1),
+        caught_up_after_restart_s=round(caught_up_s, 1), processor_exits=log.count("engine started") - 1,
+        outages_counted=dependency(metrics, "fraudstream_dependency_outages_total", dependency_name) or 0.0,
+        outage_log_lines=log.count(f"unavailable dependency={dependency_name}"))
+    print(f"\nreliability: {json.dumps(asdict(figures))}")
+    with (settings.state_dir / "reliability.jsonl").open("a") as report:
+        report.write(json.dumps(asdict(figures)) + "\n")
+
+    assert exit_code == 0, log[-3000:]
+    assert final == EVENTS == figures.rows
+    assert figures.duplicates == 0
+    assert committed == EVENTS, "the committed offsets must cover exactly the rows written"
+    assert figures.processor_exits == 0
+    assert saw_down, f"fraudstream_dependency_up{{dependency={dependency_name!r}}} never showed the outage"
+    assert figures.outages_counted >= 1
+    assert dependency(metrics, "fraudstream_dependency_up", dependency_name) == 1
+    # once when each outage starts, then once per 10 s at most: never once per retry
+    assert 1 <= figures.outage_log_lines <= 2 * figures.outages_counted + measured_outage_s / 10, log[-3000:]
+    assert set(rows.index) == set(clean.index)
+    assert (rows["score"] == clean["score"]).all()
+    assert (rows["features"] == clean["features"]).all()
+    return figures
+
+
+def test_postgres_stopped_for_30_s_is_ridden_out(postgres_ready: Settings, events: pd.DataFrame,
+                                                  clean_run: pd.DataFrame, tmp_path: Path) -> None:
+    figures = ride_out(postgres_ready, events, clean_run, tmp_path / "logs", "postgres-stop", "postgres",
+                       inject=lambda: manager.down(postgres_ready, ["postgres"]),
+                       restore=lambda: start_service(postgres_ready, "postgres"), outage_s=30)
+    assert figures.caught_up_after_restart_s < 30
+
+
+def test_postgres_killed_recovers_exactly_once(postgres_ready: Settings, events: pd.DataFrame,
+                                               clean_run: pd.DataFrame, tmp_path: Path) -> None:
+    def crash() -> None:
+        pid = postgres.server_process(postgres_ready).pid()
+        assert pid is not None, "PostgreSQL is not running"
+        kill(pid)
+
+    figures = ride_out(postgres_ready, events, clean_run, tmp_path / "logs", "postgres-kill", "postgres",
+                       inject=crash, restore=lambda: start_service(postgres_ready, "postgres"), outage_s=5)
+    assert figures.caught_up_after_restart_s < 30
+
+
+def test_kafka_broker_killed_for_10_s_is_ridden_out(kafka_ready: Settings, events: pd.DataFrame,
+                                                    clean_run: pd.DataFrame, tmp_path: Path) -> None:
+    def crash() -> None:
+        pid = kafka_broker.broker_process(kafka_ready).pid()
+        assert pid is not None, "the broker is not running"
+        kill(pid)
+
+    figures = ride_out(kafka_ready, events, clean_run, tmp_path / "logs", "kafka-kill", "kafka",
+                       inject=crash, restore=lambda: start_service(kafka_ready, "kafka"), outage_s=10)
+    assert figures.caught_up_after_restart_s < 30
