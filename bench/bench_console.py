@@ -33,11 +33,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fraudstream.config import get_settings
+from fraudstream.config import POSTGRES_APP_ROLE, get_settings
 from fraudstream.console import aggregates, cases
 from fraudstream.console.app import configure_session
 from fraudstream.console.auth import create_user
 from fraudstream.console.server import BackgroundConsole
+from fraudstream.services import postgres
 from fraudstream.store.schema import migrate
 
 RESULTS = Path(__file__).parent / "results" / "bench_console.json"
@@ -108,13 +109,14 @@ def median_ms(connection: psycopg.Connection, function: Callable[[], Any], repea
 
 def prepare(url: str, rows: int, refill: bool, out: Console) -> None:
     settings = get_settings()
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+    with psycopg.connect(postgres.admin_url(settings), autocommit=True) as admin:  # the app role may not create one
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists and refill:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
             exists = None
         if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE),
+                                                                        sql.Identifier(POSTGRES_APP_ROLE)))
     migrate(url)
     with psycopg.connect(url, autocommit=True) as connection:
         have = connection.execute("SELECT count(*) FROM transactions").fetchone()[0]
