@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Roles of the local PostgreSQL started by `fraudstream services up`: the engines, the console and the
+#: migrations use the application role (owner of the project database, not a superuser); only the
+#: service manager uses the administrator, to create that role and database.
+POSTGRES_APP_ROLE = "fraudstream"
+POSTGRES_ADMIN_ROLE = "fraudstream_admin"
 
 
 class Settings(BaseSettings):
@@ -19,12 +26,16 @@ class Settings(BaseSettings):
 
     #: Empty means "the local broker started by `fraudstream services up`" (localhost:kafka_port).
     kafka_bootstrap: str = ""
-    #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port).
+    #: Empty means "the local PostgreSQL started by `fraudstream services up`" (127.0.0.1:postgres_port, the
+    #: application role, its password read by libpq from the generated ``postgres_passfile``).
     database_url: str = ""
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".fraudstream")
     #: Jars resolved ahead of time, one folder per deploy/maven/<name> (the container image sets it);
     #: empty means "resolve them with Maven into state_dir/jars on first use".
     jars_dir: Path | None = None
+    #: The key that signs model manifests; empty means ``model-signing.key`` beside the models directory
+    #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
+    model_signing_key_file: Path | None = None
 
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
@@ -63,12 +74,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _local_endpoints(self) -> Settings:
+        self.state_dir = self.state_dir.resolve()
         if not self.kafka_bootstrap:
             self.kafka_bootstrap = f"localhost:{self.kafka_port}"
         if not self.database_url:
-            self.database_url = f"postgresql://fraudstream@127.0.0.1:{self.postgres_port}/fraudstream"
-        self.state_dir = self.state_dir.resolve()
+            self.database_url = (f"postgresql://{POSTGRES_APP_ROLE}@127.0.0.1:{self.postgres_port}/fraudstream"
+                                 f"?passfile={quote(str(self.postgres_passfile), safe='/')}")
         return self
+
+    @property
+    def postgres_passfile(self) -> Path:
+        """The local PostgreSQL's generated passwords (libpq passfile format, mode 0600)."""
+        return self.state_dir / "postgres.pgpass"
 
     @property
     def models_dir(self) -> Path:
@@ -76,7 +93,7 @@ class Settings(BaseSettings):
 
     @property
     def postgres_db(self) -> str:
-        return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+        return urlsplit(self.database_url).path.lstrip("/")
 
 
 @lru_cache(maxsize=1)

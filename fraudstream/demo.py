@@ -74,9 +74,11 @@ DRAIN_STALL_S = 30.0
 
 
 def ensure_default_model(settings: Settings) -> str:
-    """The promoted model's version; on first run, train one on a small simulated history and promote it."""
-    version = Registry(settings.models_dir).production_version()
-    if version is not None:
+    """The promoted model's version; on first run, train one on a small simulated history and promote it
+    (also when the promoted one predates signed manifests: it could not be loaded)."""
+    registry = Registry(settings.models_dir)
+    version = registry.production_version()
+    if version is not None and registry.signed(version):
         return version
     log.info("training default model days=%d models_dir=%s", DEFAULT_TRAINING_DAYS, settings.models_dir)
     version, result = build(settings.models_dir, days=DEFAULT_TRAINING_DAYS, promote=True, config=DEFAULT_TRAINING)

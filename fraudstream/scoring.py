@@ -56,7 +56,7 @@ class Scorer:
         self.replay_partitions: int | None = artifact.manifest.get("replay_partitions")
         self._booster = artifact.booster
         self._compiled = CompiledModel(artifact.path / MODEL_FILE, artifact.manifest["files"][MODEL_FILE],
-                                       cache_dir_for(artifact.path.parent))
+                                       cache_dir_for(artifact.path.parent), artifact.signer)
         #: Built once per model (not per batch): the per-leaf credit table behind the reasons.
         self.attribution = PathAttribution(artifact.booster)
         self._describers = tuple(describer(name) for name in self.feature_names)

@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from fraudstream import kafka
-from fraudstream.config import Settings, get_settings
-from fraudstream.services import manager
+from fraudstream.config import POSTGRES_APP_ROLE, Settings, get_settings
+from fraudstream.services import manager, postgres
 from fraudstream.store.schema import migrate
 
 
@@ -58,11 +59,14 @@ def unique_topic(kafka_ready: Settings) -> Callable[..., str]:
 
 
 @pytest.fixture
-def scratch_url(postgres_ready: Settings, database: psycopg.Connection) -> Iterator[str]:
-    """A fresh, empty database on the project's server, dropped after the test."""
+def scratch_url(postgres_ready: Settings) -> Iterator[str]:
+    """A fresh, empty database on the project's server owned by the application role, dropped after the test
+    (the administrator creates it: the application role may not create databases)."""
     name = f"scratch_{uuid.uuid4().hex[:10]}"
-    database.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_ready.database_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        database.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with psycopg.connect(postgres.admin_url(postgres_ready), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
+        try:
+            yield make_conninfo(postgres_ready.database_url, dbname=name)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

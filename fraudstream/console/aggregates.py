@@ -9,8 +9,8 @@ Two kinds of figures:
   that have arrived): the per-minute monitoring views of migration 005, which Grafana reads too. Their
   minutes are event-time minutes, so the window ends at the stream's latest minute (not after now).
 
-The loop that calls ``overview`` also keeps the views' rollups fresh (``refresh_rollups``), so their
-live part stays small.
+The loop that calls ``overview`` also keeps the views' rollups fresh (``monitoring.refresh.refresh_once``,
+safe beside the `services up monitoring` refresher), so their live part stays small without it.
 """
 
 from __future__ import annotations
@@ -108,11 +108,6 @@ def label_outcomes(connection: psycopg.Connection, latest: Any = None) -> dict[s
         return {}
     with connection.cursor(row_factory=dict_row) as cur:
         return outcomes_by_version(cur.execute(_LABEL_OUTCOMES, {"latest": latest}).fetchall())
-
-
-def refresh_rollups(connection: psycopg.Connection) -> None:
-    """Fold what was written since the last refresh into the views' rollups (safe beside other refreshers)."""
-    connection.execute("SELECT monitoring_refresh()")
 
 
 def overview(connection: psycopg.Connection) -> dict[str, Any]:

@@ -235,7 +235,7 @@ def _label_time(connection: psycopg.Connection, event_time: datetime) -> datetim
     Engines apply a label to events at or after its labeled_at; on a replayed or simulated stream the
     wall clock can be far from event time, and a wall-clock time would then never (or always) apply."""
     row = connection.execute(
-        "SELECT greatest(%s, (SELECT max(event_time) FROM transactions WHERE event_time <= clock_timestamp()))",
+        "SELECT greatest(%s, (SELECT max(event_time) FROM transactions WHERE event_time <= now()))",
         (event_time,)).fetchone()
     return row[0]
 

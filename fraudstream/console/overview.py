@@ -20,6 +20,7 @@ from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.console import aggregates
 from fraudstream.model.registry import Registry
+from fraudstream.monitoring.refresh import refresh_once
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class OverviewReader:
     def __call__(self) -> dict[str, Any]:
         with self.pool.connection() as connection:
             if time.monotonic() - self._refreshed >= ROLLUP_REFRESH_S:
-                aggregates.refresh_rollups(connection)
+                refresh_once(connection)
                 self._refreshed = time.monotonic()
             snapshot = aggregates.overview(connection)
         snapshot["dead_letters"] = self.dead_letters()

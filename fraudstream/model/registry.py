@@ -1,13 +1,15 @@
-"""Model registry: one directory per version, a manifest with SHA-256 of every file, a promote pointer.
+"""Model registry: one directory per version, a signed manifest with SHA-256 of every file, a promote pointer.
 
 Layout under ``models_dir``::
 
     v0001/model.txt        LightGBM native text model (booster.save_model)
-    v0001/manifest.json    feature names, feature-code version, window, metrics, thresholds, file hashes
+    v0001/manifest.json    feature names, feature-code version, window, metrics, thresholds, file hashes,
+                           HMAC-SHA256 signature (fraudstream.model.signing; the key lives outside models_dir)
     PRODUCTION             the promoted version's name, replaced atomically (write + rename)
 
 A version directory is built under a temporary name and renamed into place, so readers never see a
-half-written artifact. Loading re-hashes every file and checks the manifest's own checksum.
+half-written artifact. Loading verifies the manifest's signature, then re-hashes every file: an edited
+file or manifest is refused, and so is a manifest re-hashed by someone without the key.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import lightgbm as lgb
 import orjson
 
 from fraudstream.model.exceptions import ArtifactError, NoProductionModel
+from fraudstream.model.signing import ModelSigner, signing_key_path
 
 MODEL_FILE = "model.txt"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "PRODUCTION"
-MANIFEST_FORMAT = 1
+#: 2: signed (HMAC-SHA256). 1 carried a checksum of itself, which anyone editing it could recompute.
+MANIFEST_FORMAT = 2
 _VERSION = re.compile(r"^v\d{4,}$")
 
 
@@ -40,11 +44,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _manifest_checksum(manifest: dict[str, Any]) -> str:
-    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 @dataclass(frozen=True)
 class Artifact:
     """A verified model: the booster and its manifest."""
@@ -53,11 +52,15 @@ class Artifact:
     path: Path
     manifest: dict[str, Any]
     booster: lgb.Booster
+    #: The key that verified the manifest; it also vouches for the model's compiled library.
+    signer: ModelSigner
 
 
-def load_artifact(path: Path) -> Artifact:
-    """Load a version directory, verifying the manifest checksum and the hash of every file."""
+def load_artifact(path: Path, signer: ModelSigner | None = None) -> Artifact:
+    """Load a version directory, verifying the manifest's signature and the hash of every file (the key:
+    ``signer``'s, else the models directory's, see fraudstream.model.signing)."""
     path = Path(path)
+    signer = signer or ModelSigner(signing_key_path(path.parent))
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ArtifactError(f"{path} is not a model artifact: {MANIFEST_FILE} is missing")
@@ -65,10 +68,12 @@ def load_artifact(path: Path) -> Artifact:
         manifest = orjson.loads(manifest_path.read_bytes())
     except orjson.JSONDecodeError as error:
         raise ArtifactError(f"{manifest_path}: not valid JSON ({error})") from None
+    if manifest.get("format") == 1:
+        raise ArtifactError(f"{manifest_path}: an unsigned manifest (format 1, built before manifests were signed) "
+                            "cannot be verified; rebuild the model with `fraudstream train`")
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{manifest_path}: unknown manifest format {manifest.get('format')!r}")
-    if manifest.get("manifest_sha256") != _manifest_checksum(manifest):
-        raise ArtifactError(f"{manifest_path}: manifest was modified after the model was built (checksum mismatch)")
+    signer.verify(manifest, manifest_path)
     files = manifest.get("files", {})
     if MODEL_FILE not in files:
         raise ArtifactError(f"{manifest_path}: manifest lists no {MODEL_FILE}")
@@ -85,14 +90,15 @@ def load_artifact(path: Path) -> Artifact:
     booster = lgb.Booster(model_file=str(path / MODEL_FILE))
     if list(booster.feature_name()) != list(manifest["feature_names"]):
         raise ArtifactError(f"{path}: the model's features differ from the manifest's feature_names")
-    return Artifact(manifest["version"], path, manifest, booster)
+    return Artifact(manifest["version"], path, manifest, booster, signer)
 
 
 class Registry:
     """Versions under one directory; cheap ``production_version`` for engines to poll per batch."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, signing_key_file: Path | None = None) -> None:
         self.models_dir = Path(models_dir)
+        self.signer = ModelSigner(signing_key_file or signing_key_path(self.models_dir))
 
     def versions(self) -> list[str]:
         """Published versions, oldest first."""
@@ -107,7 +113,14 @@ class Registry:
         return self.models_dir / version
 
     def load(self, version: str) -> Artifact:
-        return load_artifact(self.path(version))
+        return load_artifact(self.path(version), self.signer)
+
+    def signed(self, version: str) -> bool:
+        """Whether a version's manifest is of the signed format (not whether the signature is valid)."""
+        try:
+            return orjson.loads((self.path(version) / MANIFEST_FILE).read_bytes()).get("format") == MANIFEST_FORMAT
+        except (OSError, orjson.JSONDecodeError):
+            return False
 
     def manifest(self, version: str) -> dict[str, Any]:
         return self.load(version).manifest
@@ -126,7 +139,7 @@ class Registry:
                 "version": version,
                 "files": {MODEL_FILE: sha256_file(staging / MODEL_FILE)},
             }
-            body["manifest_sha256"] = _manifest_checksum(body)
+            body = self.signer.sign(body)
             (staging / MANIFEST_FILE).write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
             try:
                 staging.rename(self.models_dir / version)  # fails if another build took the name

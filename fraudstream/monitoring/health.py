@@ -55,10 +55,10 @@ PANELS = (
     HealthPanel("Label feed lag (labels not yet read)", "short", (
         PromQuery("sum by (partition) (fraudstream_label_lag)", "partition {{partition}}"),)),
     HealthPanel("Processor CPU (cores)", "short", (
-        PromQuery("rate(process_cpu_seconds_total{job=\"fraudstream\"}[$__rate_interval])", "{{instance}}"),)),
+        PromQuery("rate(process_cpu_seconds_total{job=~\"fraudstream.*\"}[$__rate_interval])", "{{instance}}"),)),
     HealthPanel("Processor memory (resident)", "bytes", (
-        PromQuery("process_resident_memory_bytes{job=\"fraudstream\"}", "{{instance}}"),)),
-    HealthPanel("Processors up", "none", (PromQuery("sum(up{job=\"fraudstream\"})", "up"),), "stat"),
+        PromQuery("process_resident_memory_bytes{job=~\"fraudstream.*\"}", "{{instance}}"),)),
+    HealthPanel("Processors up", "none", (PromQuery("sum(up{job=~\"fraudstream.*\"})", "up"),), "stat"),
 )
 
 

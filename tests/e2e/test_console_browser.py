@@ -105,7 +105,7 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
         row = page.locator(f"tr[data-transaction='{case}']")
         expect(row).to_be_visible()
         row.locator("button.claim-button").click()
-        expect(row.locator("td.claim")).to_contain_text(f"🔒 {alice}")
+        expect(row.locator("td.claim")).to_contain_text(f"locked by {alice}")
         page.screenshot(path=shots / "03-queue-claimed.png", full_page=True)
 
         # a second analyst, in a context of their own, sees it locked
@@ -140,6 +140,11 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
         expect(page).to_have_url(f"{console.url}login")
         page.goto(f"{console.url}queue")
         expect(page).to_have_url(f"{console.url}login?next=/queue")
+    except Exception:
+        for number, context in enumerate(browser.contexts):
+            for opened in context.pages:
+                opened.screenshot(path=shots / f"failure-{number}.png", full_page=True)
+        raise
     finally:
         stop_traffic.set()
         if sender.is_alive():

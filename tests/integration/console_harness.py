@@ -74,7 +74,7 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     response = client.post("/login", data={"username": username, "password": password, "next": "/queue",
                                            "csrf_token": _CSRF.search(page.text)[1]}, follow_redirects=False)
     assert response.status_code == 303, response.text
-    return _CSRF.search(client.get("/models").text)[1]
+    return _CSRF.search(client.get("/").text)[1]
 
 
 def form_request_id(client: TestClient, transaction_id: str) -> str:
@@ -83,7 +83,8 @@ def form_request_id(client: TestClient, transaction_id: str) -> str:
 
 
 def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 15.0) -> list[bytes]:
-    """Every message of ``topic`` from the start, by a consumer of its own (not the console's producer)."""
+    """Every message of ``topic`` from the start (at least ``expected``, then a second more), read by a
+    consumer of its own (not the console's producer)."""
     consumer = kafka.consumer(settings, f"test-reader-{uuid.uuid4().hex[:8]}")
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])

@@ -3,6 +3,7 @@ model, `fraudstream process` as a real subprocess, and reads of the rows a test 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.engines.feed import publish_frame
+from fraudstream.model.signing import SIGNING_KEY_FILE
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.simulate.backfill import simulate_history
 
@@ -75,6 +77,14 @@ def model_state_dir(base: Settings) -> Path:
     """A state directory whose registry has a promoted model, trained on the first test run and kept."""
     directory = base.state_dir / "tests" / "local-engine"
     ensure_default_model(base.model_copy(update={"state_dir": directory}))
+    return directory
+
+
+def private_model_state(base: Settings, directory: Path) -> Path:
+    """A copy of model_state_dir's registry (promotions there stay private) with the key that signed it."""
+    source = model_state_dir(base)
+    shutil.copytree(source / "models", directory / "models")
+    shutil.copy2(source / SIGNING_KEY_FILE, directory / SIGNING_KEY_FILE)
     return directory
 
 

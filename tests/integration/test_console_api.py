@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,35 +19,46 @@ from console_harness import (
 from fastapi.testclient import TestClient
 
 from fraudstream.config import Settings
-from fraudstream.console import cases
+from fraudstream.console import auth, cases
 from fraudstream.console.app import create_app
+from fraudstream.console.server import prepare
 from fraudstream.events import validate_label
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def run(services: Settings, tmp_path: Path) -> ConsoleRun:
-    return new_console_run(services, tmp_path)
+@pytest.fixture(scope="module")
+def run(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> ConsoleRun:
+    """One console, labels topic and set of users for the module; each test has its own transactions."""
+    return new_console_run(services, tmp_path_factory.mktemp("console"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def app(run: ConsoleRun):
-    return create_app(run.settings)
+    """The app with its lifespan entered once (pool, producer); tests talk to it through plain TestClients."""
+    served = create_app(run.settings)
+    with TestClient(served):
+        yield served
+
+
+@pytest.fixture
+def prefix(run: ConsoleRun) -> str:
+    return f"{run.prefix}{uuid.uuid4().hex[:6]}-"
+
+
+def _labels_sent(run: ConsoleRun, transaction_id: str, expected: int) -> list[dict]:
+    values = read_topic(run.settings, run.settings.labels_topic, expected)
+    return [m for m in map(orjson.loads, values) if m["transaction_id"] == transaction_id]
 
 
 def _client(app, run: ConsoleRun, name: str) -> tuple[TestClient, str]:
     client = TestClient(app)
-    client.__enter__()
     return client, login(client, run.user(name))
 
 
-@pytest.fixture
-def clients(app, run: ConsoleRun) -> Iterator[dict[str, tuple[TestClient, str]]]:
-    made = {name: _client(app, run, name) for name in ("alice", "bob", "root")}
-    yield made
-    for client, _ in made.values():
-        client.__exit__(None, None, None)
+@pytest.fixture(scope="module")
+def clients(app, run: ConsoleRun) -> dict[str, tuple[TestClient, str]]:
+    return {name: _client(app, run, name) for name in ("alice", "bob", "root")}  # a cookie jar each
 
 
 def _verdict(client: TestClient, csrf: str, transaction_id: str, verdict: str, request_id: str | None = None,
@@ -58,40 +68,40 @@ def _verdict(client: TestClient, csrf: str, transaction_id: str, verdict: str, r
 
 
 def test_every_page_and_api_needs_a_login(app) -> None:
-    with TestClient(app) as client:
-        for path in ("/", "/queue", "/models", "/transactions/x"):
-            response = client.get(path, follow_redirects=False)
-            assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
-        assert client.get("/queue", headers={"Accept": "application/json"}).status_code == 401
-        assert client.get("/api/overview/stream").status_code == 401
-        assert client.post("/cases/x/claim", data={"csrf_token": "x"}).status_code == 401
-        assert client.post("/cases/x/verdict", data={"verdict": "fraud"}).status_code == 401
-        assert client.get("/static/htmx.min.js").status_code == 200  # assets are public, served locally
+    client = TestClient(app)
+    for path in ("/", "/queue", "/models", "/transactions/x"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
+    assert client.get("/queue", headers={"Accept": "application/json"}).status_code == 401
+    assert client.get("/api/overview/stream").status_code == 401
+    assert client.post("/cases/x/claim", data={"csrf_token": "x"}).status_code == 401
+    assert client.post("/cases/x/verdict", data={"verdict": "fraud"}).status_code == 401
+    assert client.get("/static/htmx.min.js").status_code == 200  # assets are public, served locally
 
 
 def test_login_needs_the_right_password_and_its_csrf_token(app, run: ConsoleRun) -> None:
-    with TestClient(app) as client:
-        page = client.get("/login")
-        assert "HttpOnly" in page.headers["set-cookie"] and "SameSite=strict" in page.headers["set-cookie"]
-        token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-        wrong = client.post("/login", data={"username": run.user("alice"), "password": "nope", "csrf_token": token})
-        assert wrong.status_code == 401 and "wrong username or password" in wrong.text
-        fresh = client.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
-        forged = client.post("/login", data={"username": run.user("alice"), "password": "correct horse battery",
-                                             "csrf_token": fresh + "x"})
-        assert forged.status_code == 403
-        csrf = login(client, run.user("alice"))
-        cookie = [v for k, v in client.cookies.items() if k == "fraudstream_session"]
-        assert cookie and csrf
-        assert client.get("/queue").status_code == 200
-        assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
-        assert client.get("/queue", follow_redirects=False).status_code == 303
+    client = TestClient(app)
+    page = client.get("/login")
+    assert "HttpOnly" in page.headers["set-cookie"] and "SameSite=strict" in page.headers["set-cookie"]
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    wrong = client.post("/login", data={"username": run.user("alice"), "password": "nope", "csrf_token": token})
+    assert wrong.status_code == 401 and "wrong username or password" in wrong.text
+    fresh = client.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
+    forged = client.post("/login", data={"username": run.user("alice"), "password": "correct horse battery",
+                                         "csrf_token": fresh + "x"})
+    assert forged.status_code == 403
+    csrf = login(client, run.user("alice"))
+    cookie = [v for k, v in client.cookies.items() if k == "fraudstream_session"]
+    assert cookie and csrf
+    assert client.get("/queue").status_code == 200
+    assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    assert client.get("/queue", follow_redirects=False).status_code == 303
 
 
 def test_claim_locks_a_case_and_a_verdict_becomes_one_label_in_the_table_and_on_the_topic(
-        run: ConsoleRun, clients, database: psycopg.Connection) -> None:
+        run: ConsoleRun, clients, database: psycopg.Connection, prefix: str) -> None:
     (alice, alice_csrf), (bob, bob_csrf) = clients["alice"], clients["bob"]
-    [case] = insert_flagged(database, run.prefix, 1)
+    [case] = insert_flagged(database, prefix, 1)
     claimed = alice.post(f"/cases/{case}/claim", headers={"X-CSRF-Token": alice_csrf, "Accept": "application/json"})
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == run.user("alice")
     locked = bob.post(f"/cases/{case}/claim", headers={"X-CSRF-Token": bob_csrf, "Accept": "application/json"})
@@ -112,7 +122,7 @@ def test_claim_locks_a_case_and_a_verdict_becomes_one_label_in_the_table_and_on_
                                 (run.user("alice"),)).fetchone()[0]
     assert label == (True, "analyst", alice_id, "m-console")
     assert database.execute("SELECT count(*) FROM verdicts WHERE transaction_id = %s", (case,)).fetchone()[0] == 1
-    messages = [orjson.loads(value) for value in read_topic(run.settings, run.settings.labels_topic, 1)]
+    messages = _labels_sent(run, case, 1)
     assert len(messages) == 1
     assert messages[0]["transaction_id"] == case and messages[0]["is_fraud"] is True
     assert messages[0]["source"] == "analyst" and messages[0]["analyst_id"] == str(alice_id)
@@ -123,35 +133,35 @@ def test_claim_locks_a_case_and_a_verdict_becomes_one_label_in_the_table_and_on_
     assert database.execute("SELECT count(*) FROM case_claims WHERE transaction_id = %s", (case,)).fetchone()[0] == 0
 
 
-def test_a_later_verdict_wins_and_the_audit_trail_keeps_both(run: ConsoleRun, clients,
-                                                              database: psycopg.Connection) -> None:
+def test_a_later_verdict_wins_and_the_audit_trail_keeps_both(run: ConsoleRun, clients, database: psycopg.Connection,
+                                                              prefix: str) -> None:
     (alice, alice_csrf), (bob, bob_csrf) = clients["alice"], clients["bob"]
-    [case] = insert_flagged(database, run.prefix, 1)
+    [case] = insert_flagged(database, prefix, 1)
     assert _verdict(alice, alice_csrf, case, "fraud").status_code == 200
     assert _verdict(bob, bob_csrf, case, "legitimate", note="customer confirmed").status_code == 200
     assert database.execute("SELECT is_fraud FROM labels WHERE transaction_id = %s", (case,)).fetchone()[0] is False
     trail = alice.get(f"/transactions/{case}", headers={"Accept": "application/json"}).json()["verdicts"]
     assert [(v["username"], v["verdict"]) for v in trail] == [(run.user("alice"), "fraud"),
                                                                (run.user("bob"), "legitimate")]
-    assert len(read_topic(run.settings, run.settings.labels_topic, 2)) == 2
+    assert [m["is_fraud"] for m in _labels_sent(run, case, 2)] == [True, False]
 
 
 def test_escalate_writes_no_label_and_keeps_the_case_in_the_queue(run: ConsoleRun, clients,
-                                                                    database: psycopg.Connection) -> None:
+                                                                    database: psycopg.Connection, prefix: str) -> None:
     alice, csrf = clients["alice"]
-    [case] = insert_flagged(database, run.prefix, 1, merchant_id=f"m-{run.tag}")
+    [case] = insert_flagged(database, prefix, 1, merchant_id=f"m-{prefix}")
     assert _verdict(alice, csrf, case, "escalate").status_code == 200
     assert database.execute("SELECT count(*) FROM labels WHERE transaction_id = %s", (case,)).fetchone()[0] == 0
-    rows = alice.get("/queue", params={"merchant_id": f"m-{run.tag}"}, headers={"Accept": "application/json"}).json()
+    rows = alice.get("/queue", params={"merchant_id": f"m-{prefix}"}, headers={"Accept": "application/json"}).json()
     assert [(row["transaction_id"], row["escalated"]) for row in rows["rows"]] == [(case, True)]
 
 
 def test_bad_input_gets_a_clear_answer_and_changes_nothing(run: ConsoleRun, clients,
-                                                            database: psycopg.Connection) -> None:
+                                                            database: psycopg.Connection, prefix: str) -> None:
     alice, csrf = clients["alice"]
-    [case] = insert_flagged(database, run.prefix, 1)
+    [case] = insert_flagged(database, prefix, 1)
     json = {"Accept": "application/json"}
-    assert _verdict(alice, csrf, f"{run.prefix}missing", "fraud").status_code == 404
+    assert _verdict(alice, csrf, f"{prefix}missing", "fraud").status_code == 404
     assert alice.get(f"/transactions/{run.prefix}missing").status_code == 404
     malformed = _verdict(alice, csrf, case, "maybe")
     assert malformed.status_code == 422 and malformed.json()["detail"][0]["field"] == "verdict"
@@ -166,24 +176,29 @@ def test_bad_input_gets_a_clear_answer_and_changes_nothing(run: ConsoleRun, clie
     assert alice.get("/queue", params={"min_amount": "lots"}, headers=json).status_code == 422
     assert alice.post("/models/v0001/promote", data={"csrf_token": csrf}, headers=json).status_code == 403
     assert database.execute("SELECT count(*) FROM verdicts WHERE transaction_id LIKE %s",
-                            (run.prefix + "%",)).fetchone()[0] == 0
+                            (prefix + "%",)).fetchone()[0] == 0
     assert database.execute("SELECT count(*) FROM case_claims WHERE transaction_id LIKE %s",
-                            (run.prefix + "%",)).fetchone()[0] == 0
+                            (prefix + "%",)).fetchone()[0] == 0
 
 
-def test_verdicts_are_rate_limited_per_user(app, run: ConsoleRun, clients, database: psycopg.Connection) -> None:
+def test_verdicts_are_rate_limited_per_user(app, run: ConsoleRun, clients, database: psycopg.Connection,
+                                            prefix: str) -> None:
     (alice, alice_csrf), (bob, bob_csrf) = clients["alice"], clients["bob"]
-    first, second, third = insert_flagged(database, run.prefix, 3)
-    app.state.console.limiter.limit = 1
-    assert _verdict(alice, alice_csrf, first, "escalate").status_code == 200
-    assert _verdict(alice, alice_csrf, second, "escalate").status_code == 429
-    assert _verdict(bob, bob_csrf, third, "escalate").status_code == 200  # per user
+    first, second, third = insert_flagged(database, prefix, 3)
+    limiter = app.state.console.limiter
+    limiter.limit, limiter._times = 1, {}
+    try:
+        assert _verdict(alice, alice_csrf, first, "escalate").status_code == 200
+        assert _verdict(alice, alice_csrf, second, "escalate").status_code == 429
+        assert _verdict(bob, bob_csrf, third, "escalate").status_code == 200  # per user
+    finally:
+        limiter.limit, limiter._times = run.settings.console_verdicts_per_minute, {}
 
 
-def test_queue_pages_by_keyset_in_both_orders_with_filters(run: ConsoleRun, database: psycopg.Connection) -> None:
-    merchant = f"m-{run.tag}"
-    ids = insert_flagged(database, run.prefix, 7, merchant_id=merchant)
-    insert_flagged(database, run.prefix + "blk-", 2, merchant_id=merchant, decision="block")
+def test_queue_pages_by_keyset_in_both_orders_with_filters(database: psycopg.Connection, prefix: str) -> None:
+    merchant = f"m-{prefix}"
+    ids = insert_flagged(database, prefix, 7, merchant_id=merchant)
+    insert_flagged(database, prefix + "blk-", 2, merchant_id=merchant, decision="block")
     for order in ("newest", "score"):
         seen, cursor = [], None
         while True:
@@ -196,7 +211,7 @@ def test_queue_pages_by_keyset_in_both_orders_with_filters(run: ConsoleRun, data
         assert seen == ids[::-1], order  # later rows have later times and higher scores
     cheap = cases.queue_page(database, cases.QueueFilter(merchant_id=merchant, max_amount=12.0))
     assert sorted(row["transaction_id"] for row in cheap.rows) == sorted(
-        [*ids[:3], f"{run.prefix}blk-0000", f"{run.prefix}blk-0001"])
+        [*ids[:3], f"{prefix}blk-0000", f"{prefix}blk-0001"])
     with pytest.raises(cases.BadRequest):
         cases.queue_page(database, cases.QueueFilter(order="score"), cases.encode_cursor(
             {"event_time": page.rows[0]["event_time"], "transaction_id": "x"}, "newest"))
@@ -207,3 +222,19 @@ def test_models_page_promotes_for_admins_only(app, run: ConsoleRun, clients) -> 
     missing = root.post("/models/v9999/promote", data={"csrf_token": csrf}, headers={"Accept": "application/json"})
     assert missing.status_code == 404
     assert root.get("/models").status_code == 200
+
+
+def test_first_start_creates_admin_with_a_random_password_kept_0600(services: Settings, scratch_url: str,
+                                                                   tmp_path: Path) -> None:
+    settings = services.model_copy(update={"database_url": scratch_url, "state_dir": tmp_path,
+                                           "console_admin_password": ""})
+    password = prepare(settings)
+    saved = tmp_path / "console-admin-password"
+    assert password and len(password) >= 20 and saved.read_text().strip() == password
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert prepare(settings) is None  # printed once: the second start creates nobody
+    with psycopg.connect(scratch_url, autocommit=True) as connection:
+        assert auth.login(connection, "admin", password, 1.0).user.is_admin
+        assert auth.login(connection, "admin", "admin", 1.0) is None
+        stored = connection.execute("SELECT password_hash FROM console_users").fetchone()[0]
+    assert stored.startswith("$argon2id$") and password not in stored

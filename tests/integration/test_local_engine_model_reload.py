@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
-from local_engine_harness import model_state_dir, new_run, stop, stream, wait_for_rows
+from local_engine_harness import new_run, private_model_state, stop, stream, wait_for_rows
 
 from fraudstream.config import Settings
 from fraudstream.model.registry import Registry
@@ -18,8 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 def test_promoted_model_is_used_by_the_running_processor(
     postgres_ready: Settings, database: psycopg.Connection, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    shutil.copytree(model_state_dir(postgres_ready) / "models", state / "models")  # promotions stay private
+    state = private_model_state(postgres_ready, tmp_path / "state")
     registry = Registry(state / "models")
     before = registry.production_version()
     artifact = registry.load(before)

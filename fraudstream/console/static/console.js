@@ -61,7 +61,8 @@ document.addEventListener("htmx:afterRequest", (event) => {
   const cell = button.closest("td");
   let text;
   try { const body = JSON.parse(event.detail.xhr.responseText);
-        text = event.detail.successful ? "🔒 " + body.claimed_by : String(body.detail); }
+        text = event.detail.successful
+          ? `locked by ${body.claimed_by} until ${body.expires_at.slice(11, 19)} UTC` : String(body.detail); }
   catch (error) { text = "claim failed (" + event.detail.xhr.status + ")"; }
   cell.textContent = text;
   cell.classList.add(event.detail.successful ? "locked" : "error");

@@ -8,7 +8,10 @@
 --     the writer inserts with ON CONFLICT DO NOTHING, so adding deltas is exact), and
 --   * the same aggregate over the rows written after the watermark (the live tail), found through BRIN
 --     indexes on written_at / received_at, which cost the writer next to nothing.
--- Each aggregate is written once, as a monitoring_*_delta(from, to) function used by both sides.
+-- Each aggregate is written once, as a monitoring_*_delta(from, to) function used by both sides. They
+-- run their query with EXECUTE ... USING so that it is planned with the actual watermark: inlined (SQL
+-- functions), the bound came from a table at plan time and the planner guessed a third of the table,
+-- scanning millions of rows for a tail of thousands.
 -- Late events land in their own (old) minute: the delta is chosen by write time, not by event time.
 -- On TimescaleDB the same objects are used (the functions work on a hypertable as on a table).
 
@@ -43,50 +46,50 @@ RETURN regexp_replace(reason, '[0-9][0-9,.]*', '…', 'g');
 CREATE OR REPLACE FUNCTION monitoring_scored_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, decision text, score_bucket double precision,
                transactions bigint, late bigint, amount double precision)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', t.event_time), t.model_version, t.decision,
            least(floor(t.score * 20), 19) / 20.0, count(*), count(*) FILTER (WHERE t.is_late), sum(t.amount)
     FROM transactions t
-    WHERE t.written_at >= written_from AND t.written_at < written_to
+    WHERE t.written_at >= $1 AND t.written_at < $2
     GROUP BY 1, 2, 3, 4
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 -- Counts per payment method and per country (segment says which), with coordinates for a map.
 CREATE OR REPLACE FUNCTION monitoring_segments_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, decision text, segment text, value text,
                transactions bigint, amount double precision, latitude_sum double precision,
                longitude_sum double precision)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', t.event_time), t.model_version, t.decision, s.segment, s.value,
            count(*), sum(t.amount), sum(t.latitude), sum(t.longitude)
     FROM transactions t
     CROSS JOIN LATERAL (VALUES ('payment_method', t.payment_method), ('country', t.country)) AS s(segment, value)
-    WHERE t.written_at >= written_from AND t.written_at < written_to
+    WHERE t.written_at >= $1 AND t.written_at < $2
     GROUP BY 1, 2, 3, 4, 5
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 -- Alerts (review or block) per merchant.
 CREATE OR REPLACE FUNCTION monitoring_alert_merchants_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, decision text, merchant_id text,
                merchant_category text, alerts bigint, amount double precision)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', t.event_time), t.model_version, t.decision, t.merchant_id, t.merchant_category,
            count(*), sum(t.amount)
     FROM transactions t
-    WHERE t.written_at >= written_from AND t.written_at < written_to AND t.decision <> 'approve'
+    WHERE t.written_at >= $1 AND t.written_at < $2 AND t.decision <> 'approve'
     GROUP BY 1, 2, 3, 4, 5
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 -- Alerts per reason kind (each alert counts once for each of its reasons).
 CREATE OR REPLACE FUNCTION monitoring_alert_reasons_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, decision text, reason text, alerts bigint)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', t.event_time), t.model_version, t.decision, monitoring_reason_kind(r.reason),
            count(*)
     FROM transactions t CROSS JOIN LATERAL unnest(t.reasons) AS r(reason)
-    WHERE t.written_at >= written_from AND t.written_at < written_to AND t.decision <> 'approve'
+    WHERE t.written_at >= $1 AND t.written_at < $2 AND t.decision <> 'approve'
     GROUP BY 1, 2, 3, 4
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 -- Latency histograms of the row's own timestamps, per stage:
 --   ingest_to_score (scored_at - ingested_at), score_to_write (written_at - scored_at),
@@ -94,7 +97,7 @@ $$;
 --   when producers stamp wall-clock event times).
 CREATE OR REPLACE FUNCTION monitoring_latency_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, stage text, bucket integer, transactions bigint)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', t.event_time), t.model_version, l.stage,
            monitoring_latency_bucket(extract(epoch FROM l.latency) * 1000), count(*)
     FROM transactions t
@@ -102,28 +105,28 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                                ('score_to_write', t.written_at - t.scored_at),
                                ('ingest_to_write', t.written_at - t.ingested_at),
                                ('event_to_write', t.written_at - t.event_time)) AS l(stage, latency)
-    WHERE t.written_at >= written_from AND t.written_at < written_to
+    WHERE t.written_at >= $1 AND t.written_at < $2
     GROUP BY 1, 2, 3, 4
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 -- Ground truth against decisions, for transactions whose label has arrived: a pair (transaction, label)
 -- is counted when the later of the two is written, so whichever arrives second brings it in.
 -- Pending labels = scored_per_minute's transactions - these.
 CREATE OR REPLACE FUNCTION monitoring_label_outcomes_delta(written_from timestamptz, written_to timestamptz)
 RETURNS TABLE (minute timestamptz, model_version text, decision text, is_fraud boolean, transactions bigint)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $q$
     SELECT date_trunc('minute', pairs.event_time), pairs.model_version, pairs.decision, pairs.is_fraud, count(*)
     FROM (
         SELECT t.event_time, t.model_version, t.decision, l.is_fraud
         FROM labels l JOIN transactions t ON t.transaction_id = l.transaction_id
-        WHERE l.received_at >= written_from AND l.received_at < written_to AND t.written_at < written_to
+        WHERE l.received_at >= $1 AND l.received_at < $2 AND t.written_at < $2
         UNION ALL
         SELECT t.event_time, t.model_version, t.decision, l.is_fraud
         FROM transactions t JOIN labels l ON l.transaction_id = t.transaction_id
-        WHERE t.written_at >= written_from AND t.written_at < written_to AND l.received_at < written_from
+        WHERE t.written_at >= $1 AND t.written_at < $2 AND l.received_at < $1
     ) AS pairs
     GROUP BY 1, 2, 3, 4
-$$;
+$q$ USING written_from, written_to; END $f$;
 
 CREATE TABLE IF NOT EXISTS scored_rollup (
     minute timestamptz NOT NULL, model_version text NOT NULL, decision text NOT NULL,
