@@ -171,7 +171,7 @@ def bench_seed_design(settings: Settings, events: int, max_offsets: int, checkpo
                 copy.write_row(row)
         reports.append((time.perf_counter() - started, len(scored), time.time()))
 
-    decoded = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+    decoded = (spark.readStream.format("kafka").options(**kafka.spark_source_options(settings))
                .option("subscribe", settings.transactions_topic).option("startingOffsets", "earliest")
                .option("maxOffsetsPerTrigger", max_offsets).load()
                .select(F.from_json(F.col("value").cast("string"), schema).alias("event")).select("event.*"))

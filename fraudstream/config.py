@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     #: (in the state directory), never inside it. Created (mode 0600) when the first model is published.
     model_signing_key_file: Path | None = None
 
+    #: librdkafka settings (SASL/SSL for a managed Kafka, timeouts, ...) given to every Kafka client the
+    #: project creates: a properties file of ``key=value`` lines (``#`` comments), then
+    #: ``kafka_client_config`` (env FRAUDSTREAM_KAFKA_CLIENT_CONFIG, a JSON object) on top of it.
+    kafka_client_config_file: Path | None = None
+    kafka_client_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    #: The Spark job's Kafka source options in Java client names (``security.protocol``,
+    #: ``sasl.jaas.config``, ...), passed as ``kafka.<key>``: the JVM client does not read librdkafka's.
+    spark_kafka_options: dict[str, str] = Field(default_factory=dict)
+
     # Local services started by `fraudstream services up` (ignored when pointing at existing ones).
     kafka_port: int = 9092
     kafka_controller_port: int = 9093

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -44,6 +45,50 @@ class KafkaUnavailable(RuntimeError):
     """The broker did not answer; the message names the bootstrap setting to check."""
 
 
+#: Keys the client settings may not carry: the project sets them itself (the broker address has its own
+#: setting, which error messages name).
+RESERVED_CLIENT_KEYS = frozenset({"bootstrap.servers", "logger"})
+
+
+def read_client_properties(path: Path) -> dict[str, str]:
+    """``key=value`` lines of a librdkafka properties file (the format managed Kafka consoles hand out)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ValueError(f"cannot read the Kafka client config file {path} ({error.strerror}); "
+                         "fix FRAUDSTREAM_KAFKA_CLIENT_CONFIG_FILE") from None
+    config: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith(("#", "!")):
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path}:{number}: expected key=value, e.g. security.protocol=SASL_SSL")
+        config[key.strip()] = value.strip()
+    return config
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """The user's librdkafka settings (security above all) that every producer, consumer and admin client
+    gets: the config file, then FRAUDSTREAM_KAFKA_CLIENT_CONFIG on top."""
+    config: dict[str, Any] = {}
+    if settings.kafka_client_config_file:
+        config.update(read_client_properties(settings.kafka_client_config_file))
+    config.update(settings.kafka_client_config)
+    reserved = sorted(RESERVED_CLIENT_KEYS & config.keys())
+    if reserved:
+        raise ValueError(f"Kafka client config may not set {', '.join(reserved)}; "
+                         "set the broker address with FRAUDSTREAM_KAFKA_BOOTSTRAP")
+    return config
+
+
+def spark_source_options(settings: Settings) -> dict[str, str]:
+    """Options of a Spark ``kafka`` source: the broker and the user's JVM client settings, ``kafka.``-prefixed."""
+    return {"kafka.bootstrap.servers": settings.kafka_bootstrap,
+            **{f"kafka.{key}": value for key, value in settings.spark_kafka_options.items()}}
+
+
 def producer(settings: Settings, **overrides: Any) -> Producer:
     """A producer tuned for throughput with ordering per key (idempotent, lz4, small linger)."""
     config: dict[str, Any] = {
@@ -58,6 +103,7 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "logger": CLIENT_LOG,
+        **client_config(settings),
     }
     config.update(overrides)
     return Producer(config)
@@ -75,13 +121,14 @@ def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
         "fetch.wait.max.ms": 20,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         "logger": CLIENT_LOG,
+        **client_config(settings),
     }
     config.update(overrides)
     return Consumer(config)
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **client_config(settings)})
 
 
 def wait_for_broker(settings: Settings, timeout_s: float = 10.0) -> int:

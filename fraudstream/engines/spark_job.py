@@ -146,7 +146,7 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
     ``partitions`` is the partition count of the transactions topic: each label goes to that many states.
     """
     raw = (spark.readStream.format("kafka")
-           .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+           .options(**kafka.spark_source_options(settings))
            .option("subscribe", f"{settings.transactions_topic},{settings.labels_topic}")
            .option("startingOffsets", "earliest")
            .option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
