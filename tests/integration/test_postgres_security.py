@@ -86,3 +86,18 @@ def test_a_data_directory_that_trusts_local_users_is_refused_with_the_way_out(po
                                       "host all all 127.0.0.1/32 trust\n")
     with pytest.raises(ServiceError, match=r"without a password .* mv .*\.trust"):
         postgres.prepare(settings)
+
+
+def test_sslmode_in_the_database_url_reaches_the_engines_connections(postgres_ready: Settings, tmp_path: Path) -> None:
+    """TLS settings pass through: ``sslmode=require`` against the local server (no TLS) must be refused by
+    libpq in `db init` and in the processor, naming SSL, and still without the password in any output."""
+    password = postgres.read_password(postgres_ready.postgres_passfile, POSTGRES_APP_ROLE)
+    url = url_with_password(postgres_ready, password) + "?sslmode=require&connect_timeout=5"
+    env = {**os.environ, "FRAUDSTREAM_DATABASE_URL": url, "FRAUDSTREAM_STATE_DIR": str(tmp_path), "COLUMNS": "400"}
+    for command in (["db", "init"], ["process", "--max-events", "1", "--metrics-port", "0"]):
+        result = subprocess.run([FRAUDSTREAM, "--verbose", *command], env=env, capture_output=True, text=True,
+                                timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-2000:]
+        assert "SSL" in output, output[-2000:]
+        assert password not in "".join(output.split()), output[-2000:]
