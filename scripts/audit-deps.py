@@ -14,6 +14,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def classify(report: dict) -> tuple[list[str], list[str], list[str]]:
+    """pip-audit's JSON report as (vulnerable with a fix, vulnerable without one, not audited) lines."""
+    fixable, unfixed, unaudited = [], [], []
+    for dep in report["dependencies"]:
+        if "skip_reason" in dep:
+            unaudited.append(f"{dep['name']}: {dep['skip_reason']}")
+        for vuln in dep.get("vulns", []):
+            line = f"{dep['name']}=={dep['version']} {vuln['id']} fixed in {', '.join(vuln['fix_versions']) or '-'}"
+            (fixable if vuln["fix_versions"] else unfixed).append(line)
+    return fixable, unfixed, unaudited
+
+
 def main() -> int:
     pins = [line for line in (ROOT / "constraints.txt").read_text().splitlines()
             if "==" in line and not line.startswith("#")]
@@ -28,13 +40,7 @@ def main() -> int:
     except json.JSONDecodeError:
         print(f"pip-audit failed (exit {result.returncode}):\n{result.stderr}", file=sys.stderr)
         return 2
-    fixable, unfixed, unaudited = [], [], []
-    for dep in report["dependencies"]:
-        if "skip_reason" in dep:
-            unaudited.append(f"{dep['name']}: {dep['skip_reason']}")
-        for vuln in dep.get("vulns", []):
-            line = f"{dep['name']}=={dep['version']} {vuln['id']} fixed in {', '.join(vuln['fix_versions']) or '-'}"
-            (fixable if vuln["fix_versions"] else unfixed).append(line)
+    fixable, unfixed, unaudited = classify(report)
     for title, items in (("vulnerable, fix available (bump the pin in constraints.txt)", fixable),
                          ("vulnerable, no fix yet", unfixed), ("could not be audited", unaudited)):
         if items:
