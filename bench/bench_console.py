@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fraudstream.config import get_settings
+from fraudstream.config import POSTGRES_APP_ROLE, get_settings
 from fraudstream.console import aggregates, cases
+from fraudstream.console.app import configure_session
 from fraudstream.console.auth import create_user
 from fraudstream.console.server import BackgroundConsole
+from fraudstream.services import postgres
 from fraudstream.store.schema import migrate
 
 RESULTS = Path(__file__).parent / "results" / "bench_console.json"
@@ -77,25 +81,42 @@ _RAW_OVERVIEW = (
 )
 
 
-def median_ms(function: Callable[[], Any], repeats: int) -> float:
+@dataclass(frozen=True)
+class Timing:
+    """Medians of one call: wall time, and CPU time of the database backend plus this process (the work
+    itself, which a loaded shared machine does not inflate the way it inflates wall time)."""
+
+    wall_ms: float
+    cpu_ms: float
+
+
+def _backend_cpu_ns(pid: int) -> int:
+    """CPU time of a local PostgreSQL backend (ns, from /proc/<pid>/schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def median_ms(connection: psycopg.Connection, function: Callable[[], Any], repeats: int) -> Timing:
     function()  # warm the caches once, as a page does on its second view
-    times = []
+    pid = connection.info.backend_pid
+    walls, cpus = [], []
     for _ in range(repeats):
-        began = time.perf_counter()
+        backend, own, began = _backend_cpu_ns(pid), time.process_time_ns(), time.perf_counter()
         function()
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - began) * 1000)
+        cpus.append((_backend_cpu_ns(pid) - backend + time.process_time_ns() - own) / 1e6)
+    return Timing(statistics.median(walls), statistics.median(cpus))
 
 
 def prepare(url: str, rows: int, refill: bool, out: Console) -> None:
     settings = get_settings()
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+    with psycopg.connect(postgres.admin_url(settings), autocommit=True) as admin:  # the app role may not create one
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists and refill:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
             exists = None
         if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE),
+                                                                        sql.Identifier(POSTGRES_APP_ROLE)))
     migrate(url)
     with psycopg.connect(url, autocommit=True) as connection:
         have = connection.execute("SELECT count(*) FROM transactions").fetchone()[0]
@@ -115,7 +136,7 @@ def prepare(url: str, rows: int, refill: bool, out: Console) -> None:
         connection.execute("VACUUM ANALYZE")  # summarizes the BRIN ranges of the bulk load, as autovacuum would
 
 
-def queue_figures(url: str, repeats: int) -> dict[str, float]:
+def queue_figures(url: str, repeats: int) -> dict[str, Timing]:
     with psycopg.connect(url, autocommit=True) as connection:
         def page(filters: cases.QueueFilter, cursor: str | None = None) -> cases.QueuePage:
             return cases.queue_page(connection, filters, cursor)
@@ -130,24 +151,29 @@ def queue_figures(url: str, repeats: int) -> dict[str, float]:
         offset_sql = offset_sql.replace("LIMIT %(limit)s", f"LIMIT %(limit)s OFFSET {DEEP_PAGES * cases.PAGE_SIZE}")
         merchant = cases.QueueFilter(order="score", merchant_id="merch-42")
         return {
-            "queue newest, first page": median_ms(lambda: page(cases.QueueFilter()), repeats),
-            "queue by score, first page": median_ms(lambda: page(cases.QueueFilter(order="score")), repeats),
+            "queue newest, first page": median_ms(connection, lambda: page(cases.QueueFilter()), repeats),
+            "queue by score, first page": median_ms(
+                connection, lambda: page(cases.QueueFilter(order="score")), repeats),
             f"queue newest, page {DEEP_PAGES + 1} (keyset)": median_ms(
-                lambda: page(cases.QueueFilter(), deep["newest"]), repeats),
+                connection, lambda: page(cases.QueueFilter(), deep["newest"]), repeats),
             f"queue by score, page {DEEP_PAGES + 1} (keyset)": median_ms(
-                lambda: page(cases.QueueFilter(order="score"), deep["score"]), repeats),
+                connection, lambda: page(cases.QueueFilter(order="score"), deep["score"]), repeats),
             f"queue newest, page {DEEP_PAGES + 1} (OFFSET, baseline)": median_ms(
-                lambda: connection.execute(offset_sql, params).fetchall(), repeats),
-            "queue by score, one merchant": median_ms(lambda: page(merchant), repeats),
+                connection, lambda: connection.execute(offset_sql, params).fetchall(), repeats),
+            "queue by score, one merchant": median_ms(connection, lambda: page(merchant), repeats),
         }
 
 
-def overview_figures(url: str, repeats: int) -> dict[str, float]:
+def overview_figures(url: str, repeats: int) -> dict[str, Timing]:
     with psycopg.connect(url, autocommit=True) as connection:
+        jit = median_ms(connection, lambda: aggregates.overview(connection), repeats)
+        configure_session(connection)  # what the console's connections run first
         return {
-            "overview refresh (005 views)": median_ms(lambda: aggregates.overview(connection), repeats),
+            "overview refresh (005 views, server's default JIT)": jit,
+            "overview refresh (005 views, console session: no JIT)": median_ms(
+                connection, lambda: aggregates.overview(connection), repeats),
             "overview charts + labels from raw rows (baseline)": median_ms(
-                lambda: [connection.execute(query).fetchall() for query in _RAW_OVERVIEW], repeats),
+                connection, lambda: [connection.execute(query).fetchall() for query in _RAW_OVERVIEW], repeats),
         }
 
 
@@ -157,21 +183,24 @@ def _transactions(url: str) -> int:
                                   " WHERE datname = current_database()").fetchone()[0]
 
 
-def sse_figures(url: str, clients: int, seconds: float, out: Console) -> dict[str, float]:
-    """``clients`` browsers on the overview stream for ``seconds``: events each got, loop rounds, DB transactions."""
-    settings = get_settings().model_copy(update={"database_url": url, "console_port": 0,
-                                                 "console_overview_interval_s": 2.0,
-                                                 "state_dir": get_settings().state_dir / "bench-console"})
-    with psycopg.connect(url, autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM console_users WHERE username = 'bench'").fetchone():
-            create_user(connection, "bench", PASSWORD, "analyst")
-    server = BackgroundConsole(settings).start()
-    port = server.server.servers[0].sockets[0].getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    login = httpx.Client(base_url=base)
-    token = login.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
-    login.post("/login", data={"username": "bench", "password": PASSWORD, "csrf_token": token})
-    cookies = dict(login.cookies)
+class StatementCounter:
+    """Counts the SQL statements this process sends (every psycopg execute goes through Cursor.execute)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        original = psycopg.Cursor.execute
+
+        def counted(cursor: psycopg.Cursor, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.count += 1
+            return original(cursor, *args, **kwargs)
+
+        psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+
+
+def _stream_phase(base: str, cookies: dict[str, str], hub: Any, url: str, clients: int, seconds: float,
+                  statements: StatementCounter) -> dict[str, float]:
     received = [0] * clients
     stop = threading.Event()
 
@@ -187,22 +216,51 @@ def sse_figures(url: str, clients: int, seconds: float, out: Console) -> dict[st
         except httpx.HTTPError:
             return  # the server stopped first
 
-    hub = server.server.config.app.state.console.hub
     threads = [threading.Thread(target=listen, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
         thread.start()
-    time.sleep(2.0)  # every client connected (its session looked up once)
-    before_rounds, before_transactions = hub.rounds, _transactions(url)
+    deadline = time.monotonic() + 60
+    while min(received) == 0 and time.monotonic() < deadline:  # every client connected (session looked up once)
+        time.sleep(0.1)
+    time.sleep(1.0)  # the server's statistics are flushed about once a second
+    before_rounds, before_transactions, first = hub.rounds, _transactions(url), min(received)
+    before_statements = statements.count
     time.sleep(seconds)
-    rounds = hub.rounds - before_rounds
+    rounds, sent = hub.rounds - before_rounds, statements.count - before_statements
     time.sleep(1.0)  # the server's statistics are flushed about once a second
     transactions = _transactions(url) - before_transactions - 1
     stop.set()
-    server.stop()
-    out.print(f"SSE: {clients} clients, each got {min(received)}-{max(received)} snapshots in {seconds:g} s")
-    return {"SSE clients": clients, "seconds": seconds, "query loop rounds": rounds,
-            "database transactions": transactions, "transactions per round": transactions / max(rounds, 1),
-            "snapshots per client (min)": min(received)}
+    for thread in threads:
+        thread.join(10)  # each returns at its next snapshot
+    return {"query loop rounds": rounds, "SQL statements sent by the console": sent,
+            "statements per round": sent / max(rounds, 1),
+            "database transactions (all sessions)": transactions,
+            "transactions per round": transactions / max(rounds, 1),
+            "snapshots per client (min)": min(received) - first}
+
+
+def sse_figures(url: str, clients: int, seconds: float) -> dict[str, dict[str, float]]:
+    """One client, then ``clients``, on the overview stream for ``seconds`` each: rounds of the shared loop,
+    database transactions, snapshots each client got. One loop: the same rounds and queries for both."""
+    settings = get_settings().model_copy(update={"database_url": url, "console_port": 0,
+                                                 "console_overview_interval_s": 2.0,
+                                                 "state_dir": get_settings().state_dir / "bench-console"})
+    with psycopg.connect(url, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM console_users WHERE username = 'bench'").fetchone():
+            create_user(connection, "bench", PASSWORD, "analyst")
+    statements = StatementCounter()
+    server = BackgroundConsole(settings).start()
+    try:
+        base = f"http://127.0.0.1:{server.server.servers[0].sockets[0].getsockname()[1]}"
+        login = httpx.Client(base_url=base)
+        token = login.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
+        login.post("/login", data={"username": "bench", "password": PASSWORD, "csrf_token": token})
+        hub = server.server.config.app.state.console.hub
+        return {f"{count} client{'s' if count > 1 else ''}": _stream_phase(base, dict(login.cookies), hub, url,
+                                                                          count, seconds, statements)
+                for count in (1, clients)}
+    finally:
+        server.stop()
 
 
 def main() -> None:
@@ -217,23 +275,29 @@ def main() -> None:
     url = make_conninfo(get_settings().database_url, dbname=DATABASE)
     prepare(url, args.rows, args.refill, out)
     timings = {**queue_figures(url, args.repeats), **overview_figures(url, args.repeats)}
-    sse = sse_figures(url, args.clients, args.seconds, out)
+    sse = sse_figures(url, args.clients, args.seconds)
 
-    table = Table(title=f"console server time, {args.rows:,} transactions, median of {args.repeats}")
+    load = os.getloadavg()[0]
+    table = Table(title=f"console server time, {args.rows:,} transactions, median of {args.repeats} "
+                        f"(load average {load:.1f} on {os.cpu_count()} CPUs)")
     table.add_column("what")
-    table.add_column("ms", justify="right")
+    table.add_column("wall ms", justify="right")
+    table.add_column("CPU ms (database + client)", justify="right")
     for name, value in timings.items():
-        table.add_row(name, f"{value:,.1f}")
+        table.add_row(name, f"{value.wall_ms:,.1f}", f"{value.cpu_ms:,.1f}")
     out.print(table)
-    loop = Table(title="overview stream: one shared query loop")
+    loop = Table(title=f"overview stream, {args.seconds:g} s per phase: one shared query loop")
     loop.add_column("what")
-    loop.add_column("value", justify="right")
-    for name, value in sse.items():
-        loop.add_row(name, f"{value:,.2f}" if isinstance(value, float) else f"{value:,}")
+    for phase in sse:
+        loop.add_column(phase, justify="right")
+    for name in next(iter(sse.values())):
+        loop.add_row(name, *(f"{figures[name]:,.2f}" if isinstance(figures[name], float) else f"{figures[name]:,}"
+                             for figures in sse.values()))
     out.print(loop)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"rows": args.rows, "repeats": args.repeats, "milliseconds": timings,
-                                   "stream": sse}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({
+        "rows": args.rows, "repeats": args.repeats, "load_average": os.getloadavg(),
+        "milliseconds": {name: asdict(value) for name, value in timings.items()}, "stream": sse}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class ConsoleState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
-                                   kwargs={"autocommit": True}, name="console", configure=_utc_session)
+                                   kwargs={"autocommit": True}, name="console", configure=configure_session)
         self.producer = kafka.producer(settings, **{"linger.ms": 0})
         self.limiter = cases.RateLimiter(settings.console_verdicts_per_minute)
         self.registry = Registry(settings.models_dir)
@@ -67,9 +67,12 @@ class ConsoleState:
         self.pool.close()
 
 
-def _utc_session(connection: psycopg.Connection) -> None:
-    """Every time on the pages is UTC, whatever the server's default zone."""
+def configure_session(connection: psycopg.Connection) -> None:
+    """Every time on the pages is UTC, whatever the server's default zone; and no JIT: the views' live part
+    is planned for an unknown watermark, so its cost estimate crosses jit_above_cost and each small query
+    paid far more CPU compiling than running (see bench/bench_console.py)."""
     connection.execute("SET TIME ZONE 'UTC'")
+    connection.execute("SET jit = off")
 
 
 def _wants_json(request: Request) -> bool:
