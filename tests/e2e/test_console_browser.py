@@ -63,12 +63,11 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
     alice, bob = f"alice-{tag}", f"bob-{tag}"
     for name in (alice, bob):
         create_user(database, name, PASSWORD, "analyst")
-    settings = run.settings.model_copy(update={"console_port": _free_port(), "console_overview_interval_s": 1.0,
-                                               "console_admin_password": PASSWORD})
+    settings = run.settings.model_copy(update={"console_port": _free_port(), "console_overview_interval_s": 1.0})
     prefix = f"browser-{run.group}-"
     events = stream(20_000, prefix)
     processor = run.start("browser")
-    console = BackgroundConsole(settings).start()
+    console = BackgroundConsole(settings, create_admin=False).start()
     stop_traffic = threading.Event()
 
     def traffic() -> None:  # the engine keeps processing while the browser watches
