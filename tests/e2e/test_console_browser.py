@@ -86,7 +86,7 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
         # live overview: the numbers arrive and then change within 10 s while traffic flows
         sender.start()
         events_per_second = page.locator('[data-field="events_per_second"]')
-        expect(events_per_second).not_to_have_text("–", timeout=10_000)
+        expect(events_per_second).not_to_have_text("–", timeout=30_000)  # the first snapshot
         first = events_per_second.inner_text()
         expect(events_per_second).not_to_have_text(first, timeout=10_000)
         expect(page.locator('[data-field="model"]')).not_to_contain_text("– · –")
