@@ -182,22 +182,26 @@ def test_a_dead_letter_the_broker_refuses_fails_the_batch_and_is_retried(
     bad_offset = sum(1 for key, _ in items[:100] if partition_for(key.decode(), partitions) == partition)
 
     processor = run.start("refused")
-    deadline = time.monotonic() + 90
-    while "Message size too large" not in run.log_text("refused"):
-        assert time.monotonic() < deadline, f"the refused dead letter went unnoticed:\n{run.log_text('refused')}"
-        time.sleep(0.25)
-    stop(processor)
+    try:
+        deadline = time.monotonic() + 90
+        while "Message size too large" not in run.log_text("refused"):
+            assert time.monotonic() < deadline, f"the refused dead letter went unnoticed:\n{run.log_text('refused')}"
+            time.sleep(0.25)
+    finally:
+        stop(processor)
     assert committed_offset(database, run, partition) <= bad_offset, "offsets committed past a lost dead letter"
     assert dead_letters(run, 1, timeout_s=3) == {}
 
     set_topic_config(run.settings, run.settings.dlq_topic, "max.message.bytes", str(2 * MEGABYTE))
     processor = run.start("refused")
-    assert wait_for_rows(database, prefix, len(valid), 120, (processor,)) == len(valid)
-    letters = dead_letters(run, 1)
-    assert list(letters) == [bad_key]
-    assert "missing field: amount" in letters[bad_key][1]["dlq.reason"]
-    assert letters[bad_key][1]["dlq.offset"] == str(bad_offset)
-    assert stop(processor) == 0
+    try:
+        assert wait_for_rows(database, prefix, len(valid), 120, (processor,)) == len(valid)
+        letters = dead_letters(run, 1)
+        assert list(letters) == [bad_key]
+        assert "missing field: amount" in letters[bad_key][1]["dlq.reason"]
+        assert letters[bad_key][1]["dlq.offset"] == str(bad_offset)
+    finally:
+        assert stop(processor) == 0
     assert committed_offset(database, run, partition) > bad_offset
 
 
@@ -226,10 +230,14 @@ def test_a_hostile_label_is_dead_lettered_and_the_processor_keeps_scoring(
     produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in first])
 
     processor = run.start("labels")
-    assert wait_for_rows(database, prefix, len(first), 120, (processor,)) == len(first)
-    later = [event(prefix, number) for number in range(1_000, 1_100)]
-    produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in later])
-    assert wait_for_rows(database, prefix, len(first) + len(later), 60, (processor,)) == len(first) + len(later)
+    try:
+        assert wait_for_rows(database, prefix, len(first), 120, (processor,)) == len(first)
+        later = [event(prefix, number) for number in range(1_000, 1_100)]
+        produce(run, [(str(e["account_id"]).encode(), orjson.dumps(e)) for e in later])
+        assert wait_for_rows(database, prefix, len(first) + len(later), 60, (processor,)) == len(first) + len(later)
+    except BaseException:
+        stop(processor)
+        raise
 
     letters = dead_letters(run, len(hostile_labels))
     assert set(letters) == set(hostile_labels)
