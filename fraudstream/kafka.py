@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +13,31 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fraudstream.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ClientLogThrottle(logging.Filter):
+    """At most one librdkafka log line per facility per interval. While a broker is away the client logs
+    each failed connection attempt (several a second); the engines log the outage itself, once per
+    interval, so the client's own lines only need to show what kind of failure it is."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._logged_at: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # confluent-kafka logs (facility, client name, message) as the record's arguments
+        facility = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.getMessage()
+        now = time.monotonic()
+        if now - self._logged_at.get(facility, -self.interval_s) < self.interval_s:
+            return False
+        self._logged_at[facility] = now
+        return True
+
+
+#: Where librdkafka's own log lines go (instead of straight to stderr), throttled.
+CLIENT_LOG = logging.getLogger("fraudstream.kafka.client")
+CLIENT_LOG.addFilter(ClientLogThrottle())
 
 
 class KafkaUnavailable(RuntimeError):
@@ -31,6 +57,7 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
         "batch.size": 1_000_000,
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
+        "logger": CLIENT_LOG,
     }
     config.update(overrides)
     return Producer(config)
@@ -47,6 +74,7 @@ def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
         "fetch.min.bytes": 1,
         "fetch.wait.max.ms": 20,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        "logger": CLIENT_LOG,
     }
     config.update(overrides)
     return Consumer(config)

@@ -40,11 +40,13 @@ def add_user(
     import psycopg
 
     from fraudstream.console.auth import UserError, create_user
-    from fraudstream.console.server import ConsoleUnavailable, prepare
+    from fraudstream.console.server import ConsoleUnavailable, announce, prepare
 
     settings = get_settings()
     try:
-        prepare(settings)
+        generated = prepare(settings)
+        if generated:
+            announce(settings, generated, console)
         with psycopg.connect(settings.database_url) as connection:
             user = create_user(connection, username, password, role)
     except (UserError, ConsoleUnavailable) as error:

@@ -104,6 +104,7 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
         page.click("button:has-text('Filter')")
         row = page.locator(f"tr[data-transaction='{case}']")
         expect(row).to_be_visible()
+        page.wait_for_selector("html[data-console-ready]", state="attached")  # htmx and the handlers are loaded
         row.locator("button.claim-button").click()
         expect(row.locator("td.claim")).to_contain_text(f"locked by {alice}")
         page.screenshot(path=shots / "03-queue-claimed.png", full_page=True)
@@ -123,6 +124,7 @@ def test_an_analyst_works_an_alert_in_the_browser(postgres_ready: Settings, data
         expect(page.locator("#features tr")).not_to_have_count(1)
         expect(page.locator("#reasons li").first).not_to_be_empty()
         page.screenshot(path=shots / "05-transaction.png", full_page=True)
+        page.wait_for_selector("html[data-console-ready]", state="attached")  # the shortcut handler is attached
         page.keyboard.press("f")
         expect(page.locator("#label")).to_contain_text("fraud from analyst")
         expect(page.locator("#verdicts")).to_contain_text(alice)

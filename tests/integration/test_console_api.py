@@ -17,12 +17,14 @@ from console_harness import (
     read_topic,
 )
 from fastapi.testclient import TestClient
+from local_engine_harness import private_model_state
 
 from fraudstream.config import Settings
 from fraudstream.console import auth, cases
 from fraudstream.console.app import create_app
 from fraudstream.console.server import prepare
 from fraudstream.events import validate_label
+from fraudstream.model.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +240,23 @@ def test_first_start_creates_admin_with_a_random_password_kept_0600(services: Se
         assert auth.login(connection, "admin", "admin", 1.0) is None
         stored = connection.execute("SELECT password_hash FROM console_users").fetchone()[0]
     assert stored.startswith("$argon2id$") and password not in stored
+
+
+def test_an_admin_promotes_a_version_through_the_registry(services: Settings, tmp_path: Path) -> None:
+    state = private_model_state(services, tmp_path / "state")
+    registry = Registry(state / "models")
+    before = registry.production_version()
+    artifact = registry.load(before)
+    after = registry.publish(artifact.booster, artifact.manifest)
+    run = new_console_run(services, state, users=(("root", "admin"), ("alice", "analyst")))
+    with TestClient(create_app(run.settings)) as client:
+        analyst_csrf = login(client, run.user("alice"))
+        page = client.get("/models").text
+        assert f"<code>{after}</code>" in page and "Promote" not in page  # analysts see no promote action
+        denied = client.post(f"/models/{after}/promote", data={"csrf_token": analyst_csrf})
+        assert denied.status_code == 403 and registry.production_version() == before
+        client.cookies.clear()
+        csrf = login(client, run.user("root"))
+        assert 'class="promote"' in client.get("/models").text
+        done = client.post(f"/models/{after}/promote", data={"csrf_token": csrf}, follow_redirects=False)
+        assert done.status_code == 303 and registry.production_version() == after

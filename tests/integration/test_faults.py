@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from local_engine_harness import EngineRun, model_state_dir, new_run, scored, stop, stream, wait_for_rows
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,9 +52,13 @@ class FaultFigures:
     outage_s: float
     #: From the service answering again to every event being a row (consumer lag 0).
     caught_up_after_restart_s: float
+    alerts: int
+    alerts_missing: int
     processor_exits: int
     outages_counted: float
     outage_log_lines: int
+    #: librdkafka's own lines (throttled per facility; no raw lines on stderr)
+    client_log_lines: int
 
 
 def free_port() -> int:
@@ -66,6 +71,25 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def alert_keys(settings: Settings) -> set[str]:
+    """Every key in the alerts topic (a transaction id), read up to the end the broker reports now."""
+    consumer = kafka.consumer(settings, f"alerts-reader-{time.monotonic_ns()}")
+    topic = settings.alerts_topic
+    partitions = kafka.describe_topics(settings, [topic])[topic]
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    keys: set[str] = set()
+    positions = dict.fromkeys(ends, 0)
+    deadline = time.monotonic() + 120
+    while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+        for message in consumer.consume(10_000, 1.0):
+            if message.error() is None:
+                keys.add(message.key().decode())
+                positions[message.partition()] = message.offset() + 1
+    consumer.close()
+    return keys
 
 
 def dependency(metrics: dict, name: str, dependency_name: str) -> float | None:
@@ -115,7 +139,7 @@ def publish_paced(settings: Settings, frame: pd.DataFrame, rate: float, started:
         publish_frame(producer, settings.transactions_topic, frame.iloc[first:first + chunk],
                       settings.transactions_partitions)
         time.sleep(max(0.0, begin + (number + 1) * 0.1 - time.monotonic()))
-    assert producer.flush(120) == 0
+    assert producer.flush(600) == 0  # waits out the broker outage (its restart can take minutes here)
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +184,13 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
         inject()
         deadline = time.monotonic() + outage_s
         saw_down = False
-        while time.monotonic() < deadline:
-            assert processor.poll() is None, f"the processor exited during the outage:\n{run.log_text('member')}"
-            saw_down = saw_down or dependency(scrape(port), "fraudstream_dependency_up", dependency_name) == 0
-            time.sleep(0.5)
-        restore()
+        try:
+            while time.monotonic() < deadline:
+                assert processor.poll() is None, f"the processor exited during the outage:\n{run.log_text('member')}"
+                saw_down = saw_down or dependency(scrape(port), "fraudstream_dependency_up", dependency_name) == 0
+                time.sleep(0.5)
+        finally:
+            restore()  # the service comes back whatever happened: the next tests need it
         restored_at = time.monotonic()
         measured_outage_s = restored_at - deadline + outage_s
         producer.join(120)
@@ -182,13 +208,17 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
                                          " WHERE consumer_group = %s", (run.group,)).fetchone()[0]
     finally:
         exit_code = stop(processor)
+    flagged = {prefix + key for key in rows.index[rows["decision"] != "approve"]}
+    alerted = alert_keys(run.settings)
     log = run.log_text("member")
     figures = FaultFigures(
         fault=fault, events=EVENTS, rows=int(total), duplicates=int(total - distinct),
         outage_s=round(measured_outage_s, 1),
-        caught_up_after_restart_s=round(caught_up_s, 1), processor_exits=log.count("engine started") - 1,
+        caught_up_after_restart_s=round(caught_up_s, 1), alerts=len(flagged),
+        alerts_missing=len(flagged - alerted), processor_exits=log.count("engine started") - 1,
         outages_counted=dependency(metrics, "fraudstream_dependency_outages_total", dependency_name) or 0.0,
-        outage_log_lines=log.count(f"unavailable dependency={dependency_name}"))
+        outage_log_lines=log.count(f"unavailable dependency={dependency_name}"),
+        client_log_lines=log.count("fraudstream.kafka.client") + log.count("|rdkafka#"))
     print(f"\nreliability: {json.dumps(asdict(figures))}")
     with (settings.state_dir / "reliability.jsonl").open("a") as report:
         report.write(json.dumps(asdict(figures)) + "\n")
@@ -196,6 +226,7 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
     assert exit_code == 0, log[-3000:]
     assert final == EVENTS == figures.rows
     assert figures.duplicates == 0
+    assert figures.alerts > 0 and figures.alerts_missing == 0, "every review/block row's alert, at least once"
     assert committed == EVENTS, "the committed offsets must cover exactly the rows written"
     assert figures.processor_exits == 0
     assert saw_down, f"fraudstream_dependency_up{{dependency={dependency_name!r}}} never showed the outage"
@@ -203,6 +234,8 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
     assert dependency(metrics, "fraudstream_dependency_up", dependency_name) == 1
     # once when each outage starts, then once per 10 s at most: never once per retry
     assert 1 <= figures.outage_log_lines <= 2 * figures.outages_counted + measured_outage_s / 10, log[-3000:]
+    assert "|rdkafka#" not in log, "librdkafka's lines must go through the throttled logger"
+    assert figures.client_log_lines <= 5 * (measured_outage_s / 10 + 2), log[-3000:]
     assert set(rows.index) == set(clean.index)
     assert (rows["score"] == clean["score"]).all()
     assert (rows["features"] == clean["features"]).all()

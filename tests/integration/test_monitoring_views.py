@@ -154,7 +154,7 @@ def test_refresher_service_keeps_the_rollups_current(postgres_ready: Settings, s
         _insert(connection, 1, 200, None)
         manager.up(settings, ["refresher"])
         try:
-            deadline = time.monotonic() + 60  # the CLI's start-up, then one refresh every 10 s
+            deadline = time.monotonic() + 60  # the CLI's start-up, then one refresh every 2 s
             while connection.execute("SELECT coalesce(sum(transactions), 0) FROM scored_rollup").fetchone()[0] < 200:
                 assert time.monotonic() < deadline, manager.logs(settings, "refresher")
                 time.sleep(0.5)

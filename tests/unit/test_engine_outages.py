@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from fraudstream.engines.outages import Backoff, Outage
+from fraudstream.kafka import ClientLogThrottle
 from fraudstream.metrics import EngineMetrics
 
 pytestmark = pytest.mark.unit
@@ -42,3 +43,20 @@ def test_an_outage_is_logged_once_per_interval_and_counted_once(caplog: pytest.L
     assert value("fraudstream_dependency_up", {"dependency": "postgres"}) == 1
     assert value("fraudstream_dependency_outages_total", {"dependency": "postgres"}) == 1
     assert value("fraudstream_dependency_outage_seconds_total", {"dependency": "postgres"}) == pytest.approx(30.0)
+
+
+def test_librdkafka_lines_are_throttled_per_facility(monkeypatch: pytest.MonkeyPatch) -> None:
+    throttle = ClientLogThrottle(interval_s=10.0)
+    now = [500.0]
+    monkeypatch.setattr("fraudstream.kafka.time.monotonic", lambda: now[0])
+
+    def record(facility: str) -> logging.LogRecord:
+        return logging.LogRecord("fraudstream.kafka.client", logging.ERROR, __file__, 1, "%s [%s] %s",
+                                 (facility, "rdkafka#consumer-1", "Connect to 127.0.0.1:9092 failed"), None)
+
+    kept = []
+    for _ in range(100):  # 100 failed connections over 25 s
+        kept.append(throttle.filter(record("FAIL")))
+        now[0] += 0.25
+    assert sum(kept) == 3  # at 0 s, 10 s and 20 s
+    assert throttle.filter(record("ERROR"))  # another kind of failure is still shown at once

@@ -73,4 +73,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (overview) startOverview(overview);
   const form = document.getElementById("verdict-form");
   if (form) startShortcuts(form);
+  document.documentElement.dataset.consoleReady = "true";  // handlers attached (tests wait for this)
 });
