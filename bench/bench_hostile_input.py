@@ -238,7 +238,7 @@ def main() -> None:
                               args.messages - labels_count)
         labels = cycled(generate(distinct_labels, valid_label(), args.seed + 1), labels_count)
     generated_s = time.perf_counter() - started
-    run = new_run(base, model_state_dir(base), RESULTS / "logs" / "hostile")
+    run = new_run(base, model_state_dir(base), RESULTS / "logs" / f"hostile-{uuid.uuid4().hex[:8]}")  # a fresh log
     prefix = f"hostile-{run.group}-"
     transactions, labels = with_ids(transactions, prefix), with_ids(labels, prefix)
     producer = kafka.producer(run.settings)

@@ -9,7 +9,7 @@ Two kinds of figures:
   that have arrived): the per-minute monitoring views of migration 005, which Grafana reads too. Their
   minutes are event-time minutes, so the window ends at the stream's latest minute (not after now).
 
-The loop that calls ``overview`` also keeps the views' rollups fresh (``monitoring.refresh.refresh_once``,
+The console process also keeps the views' rollups fresh (``monitoring.refresh.refresh_every`` on a thread,
 safe beside the `services up monitoring` refresher), so their live part stays small without it.
 """
 

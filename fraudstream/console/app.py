@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,10 +35,13 @@ from fraudstream.console.aggregates import label_outcomes
 from fraudstream.console.overview import OverviewHub, OverviewReader
 from fraudstream.model.exceptions import ModelError
 from fraudstream.model.registry import Registry
+from fraudstream.monitoring.refresh import refresh_every
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "fraudstream_session"
+#: How often the console folds new rows into the monitoring rollups (keeps the views' live part small).
+ROLLUP_REFRESH_S = 30.0
 LOGIN_CSRF_COOKIE = "fraudstream_login_csrf"
 _PACKAGE = resources.files("fraudstream.console")
 #: Pages load only this app's own files (no CDN, no inline script).
@@ -113,9 +117,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.pool.open(wait=True, timeout=30)
+        # the views' rollups kept current beside the overview loop (a long first refresh must not hold the
+        # first snapshot back); safe next to the `services up monitoring` refresher
+        stop_refresh = threading.Event()
+        refresher = threading.Thread(target=refresh_every, name="console-rollups", daemon=True,
+                                     args=(settings.database_url, ROLLUP_REFRESH_S, stop_refresh))
+        refresher.start()
         try:
             yield
         finally:
+            stop_refresh.set()
             state.close()
 
     app = FastAPI(title="fraudstream console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -90,13 +90,14 @@ def create_user(connection: psycopg.Connection, username: str, password: str, ro
 
 
 def ensure_admin(connection: psycopg.Connection, password: str, state_dir: Path) -> str | None:
-    """Create ``admin`` when there are no users yet; returns the generated password (to print once) or None.
+    """Create ``admin`` unless it exists; returns the generated password (to print once) or None.
 
     A password from the settings is used as given and not written anywhere; a generated one is also
     written to ``state_dir/console-admin-password`` with mode 0600, for a person who missed the print.
     """
     connection.execute("SELECT pg_advisory_xact_lock(hashtext('console_users'))")
-    if connection.execute("SELECT EXISTS (SELECT 1 FROM console_users)").fetchone()[0]:
+    if connection.execute("SELECT EXISTS (SELECT 1 FROM console_users WHERE username = %s)",
+                          (ADMIN_USERNAME,)).fetchone()[0]:
         return None
     generated = not password
     if generated:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,12 +19,8 @@ from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.console import aggregates
 from fraudstream.model.registry import Registry
-from fraudstream.monitoring.refresh import refresh_once
 
 log = logging.getLogger(__name__)
-
-#: How often the loop folds new rows into the monitoring rollups (keeps the views' live part small).
-ROLLUP_REFRESH_S = 30.0
 
 
 class OverviewReader:
@@ -36,7 +31,6 @@ class OverviewReader:
         self.pool = pool
         self.registry = Registry(settings.models_dir)
         self._consumer: Consumer | None = None
-        self._refreshed = -ROLLUP_REFRESH_S
 
     def dead_letters(self) -> int | None:
         """Messages ever written to the dead-letter topic (sum of its partitions' end offsets)."""
@@ -53,9 +47,6 @@ class OverviewReader:
 
     def __call__(self) -> dict[str, Any]:
         with self.pool.connection() as connection:
-            if time.monotonic() - self._refreshed >= ROLLUP_REFRESH_S:
-                refresh_once(connection)
-                self._refreshed = time.monotonic()
             snapshot = aggregates.overview(connection)
         snapshot["dead_letters"] = self.dead_letters()
         snapshot["production_model"] = self.registry.production_version()

@@ -22,10 +22,12 @@ class ConsoleUnavailable(RuntimeError):
     """The console cannot start; the message says what to fix."""
 
 
-def prepare(settings: Settings) -> str | None:
+def prepare(settings: Settings, create_admin: bool = True) -> str | None:
     """Migrate the schema and create the first admin; returns a generated admin password (print it once)."""
     try:
         migrate(settings.database_url)
+        if not create_admin:
+            return None
         with psycopg.connect(settings.database_url) as connection:
             return auth.ensure_admin(connection, settings.console_admin_password, settings.state_dir)
     except psycopg.OperationalError as error:
@@ -72,11 +74,13 @@ def serve(settings: Settings, out: Console) -> None:
 
 
 class BackgroundConsole:
-    """The console on a thread of this process (the demo, tests): ``start()`` returns once it listens."""
+    """The console on a thread of this process (the demo, tests): ``start()`` returns once it listens.
+    Tests that log in with users of their own pass ``create_admin=False``, so that the shared database's
+    ``admin`` is the one a person's first start creates (and is told the password of)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, create_admin: bool = True) -> None:
         self.settings = settings
-        self.admin_password = prepare(settings)
+        self.admin_password = prepare(settings, create_admin)
         self.server = _server(settings)
         self.thread = threading.Thread(target=self.server.run, name="console", daemon=True)
 

@@ -44,6 +44,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def compose_environment() -> dict[str, str]:
+    """Compose prefers the caller's environment to the env file: give it none of ours. Its API timeout
+    (60 s by default) is raised: `down` of a busy stack on a loaded machine took longer."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "DOCKER_HOST") if name in os.environ}
+    return {**env, "COMPOSE_HTTP_TIMEOUT": "300"}
+
+
 @dataclass
 class Stack:
     """One compose project of this test: its own name, env file and published ports."""
@@ -60,14 +67,13 @@ class Stack:
                 return line.split("=", 1)[1]
         raise AssertionError(f"no POSTGRES_PASSWORD in {self.env_file}")
 
+    def command(self) -> list[str]:
+        files = [argument for name in COMPOSE_FILES for argument in ("-f", str(ROOT / name))]
+        return ["docker-compose", "--env-file", str(self.env_file), "-p", self.project, *files]
+
     def compose(self, *args: str, timeout: float = 600.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["docker-compose", "--env-file", str(self.env_file), "-p", self.project]
-        for name in COMPOSE_FILES:
-            command += ["-f", str(ROOT / name)]
-        # Compose prefers the caller's environment to the env file: give it none of ours.
-        env = {name: os.environ[name] for name in ("PATH", "HOME", "DOCKER_HOST") if name in os.environ}
-        result = subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run([*self.command(), *args], cwd=ROOT, env=compose_environment(), capture_output=True,
+                                text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"docker-compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -215,12 +221,9 @@ def test_stream_survives_a_killed_processor_exactly_once(stack: Stack) -> None:
     processor = stack.container("processor")
     restarts_before = stack.inspect(processor)["RestartCount"]
     producer = subprocess.Popen(
-        ["docker-compose", "--env-file", str(stack.env_file), "-p", stack.project,
-         *[arg for name in COMPOSE_FILES for arg in ("-f", str(ROOT / name))],
-         "run", "--rm", "--no-deps", "producer-normal", "produce", "normal", "--seed", str(SEED),
+        [*stack.command(), "run", "--rm", "--no-deps", "producer-normal", "produce", "normal", "--seed", str(SEED),
          "--max-events", str(EVENTS), "--rate", "1000", "--time-scale", "1"],
-        cwd=ROOT, env={name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env=compose_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # mid-stream: some of this run's rows are written, the producer is still sending
         deadline = time.monotonic() + 120

@@ -39,8 +39,7 @@ class ConsoleRun:
 def new_console_run(base: Settings, state_dir: Path, users: tuple[tuple[str, str], ...] = (
         ("alice", "analyst"), ("bob", "analyst"), ("root", "admin"))) -> ConsoleRun:
     tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(update={"labels_topic": f"test-console-labels-{tag}", "state_dir": state_dir,
-                                       "console_admin_password": PASSWORD})
+    settings = base.model_copy(update={"labels_topic": f"test-console-labels-{tag}", "state_dir": state_dir})
     kafka.create_topics(settings, {settings.labels_topic: 3})
     with psycopg.connect(settings.database_url, autocommit=True) as connection:
         for name, role in users:
