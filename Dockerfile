@@ -50,7 +50,7 @@ RUN mkdir -p /usr/share/man/man1 \
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 libgomp1 procps curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /home/fraudstream fraudstream \
- && mkdir -p /var/lib/fraudstream/models /var/lib/fraudstream/spark-checkpoints \
+ && mkdir -p /var/lib/fraudstream/models /var/lib/fraudstream/model-signing /var/lib/fraudstream/spark-checkpoints \
  && chown -R fraudstream:fraudstream /var/lib/fraudstream
 COPY --from=jars /opt/fraudstream-jars /opt/fraudstream-jars
 COPY --from=python /opt/fraudstream /opt/fraudstream
