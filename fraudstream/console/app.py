@@ -72,9 +72,8 @@ class ConsoleState:
 
 
 def configure_session(connection: psycopg.Connection) -> None:
-    """Every time on the pages is UTC, whatever the server's default zone; and no JIT: the views' live part
-    is planned for an unknown watermark, so its cost estimate crosses jit_above_cost and each small query
-    paid far more CPU compiling than running (see bench/bench_console.py)."""
+    """Every time on the pages is UTC, whatever the server's default zone; and no JIT: the console sends small
+    queries, and a plan whose estimate crosses jit_above_cost spends more CPU compiling than running."""
     connection.execute("SET TIME ZONE 'UTC'")
     connection.execute("SET jit = off")
 
