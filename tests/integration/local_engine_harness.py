@@ -4,15 +4,18 @@ model, `fraudstream process` as a real subprocess, and reads of the rows a test 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream import kafka
 from fraudstream.config import Settings
@@ -134,3 +137,17 @@ def stop(process: subprocess.Popen, timeout_s: float = 30) -> int:
     if process.poll() is None:
         process.terminate()
     return process.wait(timeout_s)
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a processor's metrics)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a processor's /metrics endpoint exports now, keyed by name and labels."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

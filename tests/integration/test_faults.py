@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,8 +22,17 @@ import pandas as pd
 import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from local_engine_harness import EngineRun, model_state_dir, new_run, scored, stop, stream, wait_for_rows
-from prometheus_client.parser import text_string_to_metric_families
+from local_engine_harness import (
+    EngineRun,
+    free_port,
+    model_state_dir,
+    new_run,
+    scored,
+    scrape,
+    stop,
+    stream,
+    wait_for_rows,
+)
 
 from fraudstream import kafka
 from fraudstream.config import Settings
@@ -59,18 +66,6 @@ class FaultFigures:
     outage_log_lines: int
     #: librdkafka's own lines (throttled per facility; no raw lines on stderr)
     client_log_lines: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def alert_keys(settings: Settings) -> set[str]:

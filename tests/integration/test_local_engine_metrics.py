@@ -3,33 +3,18 @@ batch durations, lag and the model in use."""
 
 from __future__ import annotations
 
-import socket
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from local_engine_harness import model_state_dir, new_run, stop, stream, wait_for_rows
-from prometheus_client.parser import text_string_to_metric_families
+from local_engine_harness import free_port, model_state_dir, new_run, scrape, stop, stream, wait_for_rows
 
 from fraudstream import kafka
 from fraudstream.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def done(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], partitions: int) -> bool:

@@ -4,7 +4,6 @@ announces its endpoint) and every PromQL query of "Pipeline health" returns seri
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from local_engine_harness import model_state_dir, new_run, stop, stream, wait_for_rows
+from local_engine_harness import free_port, model_state_dir, new_run, stop, stream, wait_for_rows
 
 from fraudstream import kafka
 from fraudstream.config import Settings
@@ -23,12 +22,6 @@ from fraudstream.monitoring.targets import targets_dir
 from fraudstream.services import manager, prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def query(settings: Settings, expr: str) -> list[dict]:
