@@ -42,6 +42,16 @@ class TransactionView:
     claim: dict[str, Any] | None
 
 
+def merchant_figures(alerts_24h: int, values: dict[str, float | None]) -> dict[str, float | None]:
+    """The merchant's alerts and alert rate over the 24 h before the event (the rate's denominator is the
+    engine's own merchant_transaction_count_24h feature, so no scan of the merchant's rows is needed), then
+    its risk features as scored."""
+    transactions = values.get("merchant_transaction_count_24h")
+    rate = alerts_24h / transactions if transactions else None
+    return {"alerts_24h": alerts_24h, "alert_rate_24h": rate,
+            **{name: value for name, value in values.items() if name.startswith("merchant_")}}
+
+
 def transaction_view(connection: psycopg.Connection, transaction_id: str) -> TransactionView:
     """Everything the transaction page shows; UnknownTransaction for an id that was never scored."""
     with connection.cursor(row_factory=dict_row) as cur:
@@ -78,8 +88,7 @@ def transaction_view(connection: psycopg.Connection, transaction_id: str) -> Tra
             " WHERE c.transaction_id = %s AND c.expires_at > clock_timestamp()", (transaction_id,)).fetchone()
     values = dict(zip(names, row["features"], strict=False))
     features = [(name, values.get(name), typical.get(name)) for name in names]
-    merchant = {"alerts_24h": alerts["alerts"],
-                **{name: value for name, value in values.items() if name.startswith("merchant_")}}
+    merchant = merchant_figures(alerts["alerts"], values)
     return TransactionView(row, features, timeline, merchant, label, verdicts, claim)
 
 

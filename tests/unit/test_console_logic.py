@@ -128,3 +128,12 @@ def test_an_analyst_label_is_valid_under_the_published_label_schema() -> None:
                                   datetime(2026, 1, 5, tzinfo=UTC), 3)
     assert jsonschema.Draft202012Validator(schema("label")).is_valid(message)
     assert not jsonschema.Draft202012Validator(schema("label")).is_valid({**message, "source": 7})
+
+
+def test_merchant_alert_rate_uses_the_engines_transaction_count() -> None:
+    values = {"merchant_transaction_count_24h": 40.0, "merchant_fraud_rate_smoothed": 0.02, "amount": 9.0}
+    figures = pages.merchant_figures(10, values)
+    assert figures == {"alerts_24h": 10, "alert_rate_24h": 0.25, "merchant_transaction_count_24h": 40.0,
+                       "merchant_fraud_rate_smoothed": 0.02}
+    assert pages.merchant_figures(3, {"merchant_transaction_count_24h": 0.0})["alert_rate_24h"] is None
+    assert pages.merchant_figures(3, {})["alert_rate_24h"] is None
