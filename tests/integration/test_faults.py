@@ -193,7 +193,12 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
             final = wait_for_rows(database, prefix, EVENTS, 300, (processor,))
             caught_up_s = time.monotonic() - restored_at
             time.sleep(2)  # anything written late would show as an extra row
-            metrics = scrape(port)
+            # The gauge returns to 1 at the next probe (every lag_interval_s while an outage is on), also
+            # after a late "all brokers down" from a client that reconnected meanwhile.
+            recovered_by = time.monotonic() + 15
+            while (dependency(metrics := scrape(port), "fraudstream_dependency_up", dependency_name) != 1
+                   and time.monotonic() < recovered_by):
+                time.sleep(0.5)
             assert processor.poll() is None, "the processor exited"
             rows = scored(database, prefix)
             total, distinct = database.execute(
