@@ -8,7 +8,7 @@ Local engine / training replay::
     blob = state.snapshot()               # at a checkpoint (npz of plain arrays, no pickle)
 
 Both engines keep one FeatureState per Kafka partition of the transactions topic and apply labels
-to all of them (the local engine holds its partitions in one PartitionedFeatureState, so a micro-batch
+to all of them (the local engine holds its partitions in one MultiPartitionFeatureState, so a micro-batch
 is one call, and snapshots each partition as a FeatureState); training and benchmarks replay history
 the same way::
 

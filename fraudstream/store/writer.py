@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from fraudstream.pipeline import ROW_COLUMNS
+from fraudstream.batch.rows import ROW_COLUMNS
 from fraudstream.store.exceptions import FeatureOrderMismatch
 
 #: Columns of ``transactions`` in ROW_COLUMNS order: the row frame's µs times become timestamptz.
@@ -85,7 +85,7 @@ def _pg_arrays(lists: pd.Series) -> pa.Array:
 
 
 def encode_scored(rows: pd.DataFrame) -> bytes:
-    """The COPY payload (CSV) of rows built by fraudstream.pipeline.scored_rows. Separate from the write so
+    """The COPY payload (CSV) of rows built by fraudstream.batch.rows.scored_rows. Separate from the write so
     that an engine can encode on its processing thread and leave its writer thread only the I/O."""
     columns = [_copy_column(rows, name) for name in ROW_COLUMNS]
     return _csv(pa.Table.from_arrays(columns, names=list(ROW_COLUMNS)))
@@ -126,7 +126,7 @@ def write_scored(connection: psycopg.Connection, payload: bytes, count: int) -> 
 
 
 def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
-    """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
+    """Insert rows built by fraudstream.batch.rows.scored_rows; returns how many were new."""
     if rows.empty:
         return 0
     return write_scored(connection, encode_scored(rows), len(rows))

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from fraudstream import events, pipeline
+from fraudstream import events
+from fraudstream.batch import rows as pipeline
 
 pytestmark = pytest.mark.unit
 

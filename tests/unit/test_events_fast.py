@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from test_events import INVALID, VALID
 
-from fraudstream import events, pipeline
+from fraudstream import events
+from fraudstream.batch import rows as pipeline
 
 pytestmark = pytest.mark.unit
 
