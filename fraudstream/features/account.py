@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 from fraudstream.features import columnar as col
 from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, account_feature_names, window_label
 from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore

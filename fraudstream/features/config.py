@@ -105,5 +105,5 @@ def feature_names(config: FeatureConfig) -> tuple[str, ...]:
 
 
 FEATURE_NAMES: tuple[str, ...] = feature_names(FeatureConfig())
-#: Integer-coded categoricals (codes are positions in fraudstream.events.CHANNELS / PAYMENT_METHODS).
+#: Integer-coded categoricals (codes are positions in events.contract.CHANNELS / PAYMENT_METHODS).
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel_code", "payment_method_code")

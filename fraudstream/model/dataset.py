@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
+from fraudstream.events.contract import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
 from fraudstream.features import FeatureConfig, FeatureState, StateStats
 from fraudstream.features.replay import REPLAY_CHUNK_EVENTS, Progress, replay_partitioned
 from fraudstream.model.exceptions import ImportFormatError

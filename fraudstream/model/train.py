@@ -30,7 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fraudstream.config import get_settings
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
 from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, load_history, replay
 from fraudstream.model.exceptions import NotEnoughData

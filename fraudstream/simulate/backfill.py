@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fraudstream.events import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.events.contract import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
 from fraudstream.simulate.normal import (
     LEGITIMATE,
     Columns,

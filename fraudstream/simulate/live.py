@@ -45,7 +45,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fraudstream.config import Settings
-from fraudstream.events import SCHEMA_VERSION, TRANSACTION_COLUMNS
+from fraudstream.events.contract import SCHEMA_VERSION, TRANSACTION_COLUMNS
 from fraudstream.kafka import producer as kafka_producer
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_window, to_microseconds, to_tables
 from fraudstream.simulate.normal import LEGITIMATE, take_columns

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 from fraudstream.simulate.population import (
     CARD_SLOT,
     MICROS_PER_DAY,

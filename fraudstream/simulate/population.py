@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.events import PAYMENT_METHODS
+from fraudstream.events.contract import PAYMENT_METHODS
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_HOUR = 3600 * MICROS_PER_SECOND

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudstream.events import PAYMENT_METHODS
+from fraudstream.events.contract import PAYMENT_METHODS
 from fraudstream.simulate.normal import (
     ATM,
     CARD_PRESENT,
