@@ -43,6 +43,7 @@ from fraudstream.config import get_settings
 from fraudstream.events import contract
 from fraudstream.services import manager
 from fraudstream.store.schema import migrate
+from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).with_name("results")
 console = Console()
@@ -79,7 +80,6 @@ def category(reason: str) -> str:
 
 
 NOW_US = time.time_ns() // 1000
-DAY_US = 86_400 * 1_000_000
 CHARACTERS = st.characters(codec="utf-8")  # what JSON text can carry (no unpaired surrogates)
 ID_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=64)
 JSON_SCALARS = st.one_of(
@@ -89,9 +89,9 @@ JSON_SCALARS = st.one_of(
     st.sampled_from(["", "EUR", "eur", "EUR\n", "online", "credit_card", "2026-02-30T00:00:00Z", "x" * 65]))
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(CHARACTERS, max_size=6), inner, max_size=3), max_leaves=5)
-TIMES_US = st.one_of(st.integers(NOW_US - 60 * DAY_US, NOW_US),  # recent: scored
+TIMES_US = st.one_of(st.integers(NOW_US - 60 * MICROS_PER_DAY, NOW_US),  # recent: scored
                      st.integers(contract.parse_time_us("2000-01-01T00:00:00Z"), NOW_US),  # late, still scored
-                     st.integers(NOW_US + DAY_US, contract.parse_time_us("2099-12-31T00:00:00Z")))  # wrong clock
+                     st.integers(NOW_US + MICROS_PER_DAY, contract.parse_time_us("2099-12-31T00:00:00Z")))  # bad clock
 
 
 @st.composite
@@ -111,7 +111,7 @@ def valid_event(draw: st.DrawFn) -> dict[str, Any]:
 def valid_label(draw: st.DrawFn) -> dict[str, Any]:
     return {"transaction_id": "", "account_id": draw(st.none() | ID_TEXT), "merchant_id": draw(st.none() | ID_TEXT),
             "is_fraud": draw(st.booleans()), "scenario": draw(st.none() | ID_TEXT),
-            "labeled_at": contract.format_time_us(draw(st.integers(NOW_US - 60 * DAY_US, NOW_US)))}
+            "labeled_at": contract.format_time_us(draw(st.integers(NOW_US - 60 * MICROS_PER_DAY, NOW_US)))}
 
 
 @st.composite

@@ -31,8 +31,9 @@ import pandas as pd
 
 from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 from fraudstream.features import columnar as col
-from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, account_feature_names, window_label
+from fraudstream.features.config import FeatureConfig, account_feature_names, window_label
 from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND
 
 SCALARS = np.dtype(
     [
@@ -55,8 +56,6 @@ NOVELTY_COLUMNS = ("merchant_id", "device_id", "country", "payment_method")
 #: The batch columns account features read.
 COLUMNS = ("event_time_us", "account_id", "amount", "latitude", "longitude", "channel", *NOVELTY_COLUMNS)
 SQUARED_UNITS = 16.0
-MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
-MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 
 _CHANNELS = {name: float(code) for code, name in enumerate(CHANNELS)}

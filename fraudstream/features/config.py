@@ -12,7 +12,6 @@ from typing import Any
 #: Bump whenever a feature's definition changes: a model trained on other code must not be served.
 FEATURE_CODE_VERSION = "1"
 
-MICROS_PER_SECOND = 1_000_000
 
 
 def window_label(seconds: int) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.features import columnar as col
-from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, merchant_feature_names, window_label
+from fraudstream.features.config import FeatureConfig, merchant_feature_names, window_label
 from fraudstream.features.store import NO_TIME, KeyedStore
+from fraudstream.timeunits import MICROS_PER_SECOND
 
 SCALARS = np.dtype([("watermark_us", "<i8"), ("folded_label_count", "<i8"), ("folded_fraud_count", "<i8")])
 DEFAULT = (NO_TIME, 0, 0)

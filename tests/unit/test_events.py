@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError
 
 from fraudstream import pipeline
 from fraudstream.events import contract, fast_decode
+from fraudstream.timeunits import MICROS_PER_SECOND
 
 pytestmark = pytest.mark.unit
 
@@ -186,11 +187,11 @@ def test_trailing_newline_does_not_slip_through_a_pattern(field: str, value: str
 
 
 RECEIVED_US = contract.parse_time_us("2026-11-28T13:45:00Z")
-SECOND_US = 1_000_000
 
 
 def at(offset_s: float) -> bytes:
-    return orjson.dumps({**VALID, "event_time": contract.format_time_us(RECEIVED_US + round(offset_s * SECOND_US))})
+    event_time_us = RECEIVED_US + round(offset_s * MICROS_PER_SECOND)
+    return orjson.dumps({**VALID, "event_time": contract.format_time_us(event_time_us)})
 
 
 def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_future() -> None:
@@ -209,13 +210,13 @@ def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_
 
 def test_the_tolerance_is_a_setting_and_each_event_has_its_own_receipt_time() -> None:
     payloads = [at(60), at(60)]
-    received = np.array([RECEIVED_US, RECEIVED_US + 60 * SECOND_US])
+    received = np.array([RECEIVED_US, RECEIVED_US + 60 * MICROS_PER_SECOND])
     assert pipeline.decode(payloads, received, future_tolerance_s=0).positions.tolist() == [1]
     assert pipeline.decode(payloads, received, future_tolerance_s=60).positions.tolist() == [0, 1]
 
 
 def test_receipt_is_the_kafka_timestamp_else_the_read_time() -> None:
-    read_at_us = RECEIVED_US + 5 * SECOND_US
+    read_at_us = RECEIVED_US + 5 * MICROS_PER_SECOND
     stamps = np.array([RECEIVED_US, -1_000, 0])  # confluent-kafka gives -1 ms for "no timestamp"
     assert pipeline.received_times_us(stamps, read_at_us).tolist() == [RECEIVED_US, read_at_us, read_at_us]
 

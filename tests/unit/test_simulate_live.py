@@ -25,8 +25,8 @@ from fraudstream.simulate.live import (
     time_scale_for,
 )
 from fraudstream.simulate.normal import LEGITIMATE
-from fraudstream.simulate.population import MICROS_PER_DAY
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 
