@@ -89,17 +89,6 @@ class AccountFeatures:
         self.names = account_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"history": 4, "seen": 4})
 
-    @classmethod
-    def step(
-        cls, config: FeatureConfig, account_id: str, state: bytes | None, events: pd.DataFrame
-    ) -> tuple[pd.DataFrame, bytes]:
-        """One account's events with its serialized state in, features and new state out (Spark)."""
-        features = cls(config)
-        if state is not None:
-            features.store.load_key(account_id, state)
-        frame = features.process(events)
-        return frame, features.store.dump_key(account_id)
-
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names + is_late) for every row, in the batch's order; updates the state."""
         columns = col.batch_columns(batch, COLUMNS)

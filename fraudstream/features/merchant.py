@@ -40,27 +40,6 @@ class MerchantFeatures:
         self.names = merchant_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
 
-    @classmethod
-    def step(
-        cls,
-        config: FeatureConfig,
-        merchant_id: str,
-        state: bytes | None,
-        events: pd.DataFrame,
-        labels: pd.DataFrame | None = None,
-    ) -> tuple[pd.DataFrame, bytes]:
-        """One merchant's labels and events with its serialized state in, features and state out.
-
-        Labels are applied before the events (they only affect events at or after labeled_at).
-        """
-        features = cls(config)
-        if state is not None:
-            features.store.load_key(merchant_id, state)
-        if labels is not None and len(labels):
-            features.apply_labels(labels)
-        frame = features.process(events)
-        return frame, features.store.dump_key(merchant_id)
-
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Remember labels (deduplicated per transaction) until events pass their labeled_at."""
         labels = labels[labels["merchant_id"].notna()]
