@@ -52,7 +52,7 @@ from rich.table import Table
 from fraudstream import kafka, pipeline
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
-from fraudstream.events import partition_for, transaction_to_dict
+from fraudstream.events.contract import partition_for, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
