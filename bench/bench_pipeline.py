@@ -54,7 +54,7 @@ from fraudstream.batch import rows as pipeline
 from fraudstream.batch.scoring import Scorer
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
-from fraudstream.events import partition_for, transaction_to_dict
+from fraudstream.events.contract import partition_for, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.simulate.backfill import simulate_history
 

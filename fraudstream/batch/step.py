@@ -20,7 +20,7 @@ import pandas as pd
 from fraudstream.batch import rows as build
 from fraudstream.batch.rows import DeadLetter
 from fraudstream.batch.scoring import Scorer
-from fraudstream.events import decode_labels
+from fraudstream.events.contract import decode_labels
 from fraudstream.features import FeatureRows, FeatureState
 from fraudstream.features.columnar import Columns, batch_columns
 from fraudstream.features.state import REQUIRED_COLUMNS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from confluent_kafka import Producer
 
-from fraudstream.events import encode, partition_for, transaction_to_dict
+from fraudstream.events.contract import encode, partition_for, transaction_to_dict
 from fraudstream.kafka import produce
 
 

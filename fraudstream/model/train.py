@@ -30,16 +30,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fraudstream.config import get_settings
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, load_history, replay
+from fraudstream.model.dataset import LabeledHistory, Replay, load_history, replay
 from fraudstream.model.exceptions import NotEnoughData
 from fraudstream.model.metrics import evaluate
 from fraudstream.model.registry import Registry
 from fraudstream.model.thresholds import CostSetting, Thresholds, choose_thresholds
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR
 
 #: The seed project's model: a random forest on four hand-picked columns.
-MICROS_PER_HOUR = MICROS_PER_DAY // 24
 SEED_FEATURES = ("amount", "hour_of_day", "account_age_days", "account_transaction_count_24h")
 MODEL_NAMES = ("model", "logistic_regression", "seed_random_forest")
 

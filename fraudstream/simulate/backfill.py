@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fraudstream.events import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.events.contract import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
 from fraudstream.simulate.normal import (
     LEGITIMATE,
     Columns,
@@ -33,8 +33,6 @@ from fraudstream.simulate.normal import (
     take_columns,
 )
 from fraudstream.simulate.population import (
-    MICROS_PER_DAY,
-    MICROS_PER_SECOND,
     Population,
     build_population,
     category_names,
@@ -45,6 +43,7 @@ from fraudstream.simulate.population import (
 )
 from fraudstream.simulate.report import fraud_table
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES, Context, inject_fraud
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 BLOCK_DAYS = 7

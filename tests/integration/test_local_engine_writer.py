@@ -12,7 +12,7 @@ import pytest
 from fraudstream.batch import rows as pipeline
 from fraudstream.batch.scoring import ScoreResult
 from fraudstream.config import Settings
-from fraudstream.events import LABEL_COLUMNS, transactions_frame
+from fraudstream.events.contract import LABEL_COLUMNS, transactions_frame
 from fraudstream.features import FeatureRows
 from fraudstream.store import writer
 

@@ -11,7 +11,7 @@ import pytest
 
 from fraudstream.batch import BatchStep, ModelChoice, OnePartition, Records
 from fraudstream.batch.scoring import Scorer
-from fraudstream.events import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
+from fraudstream.events.contract import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.model.examples import publish_example_model
 from fraudstream.simulate.backfill import simulate_history

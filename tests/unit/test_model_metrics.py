@@ -7,9 +7,9 @@ import pytest
 
 from fraudstream.model.metrics import card_precision_at_k, evaluate, recall_at_fpr
 from fraudstream.model.thresholds import CostSetting, choose_thresholds, decide
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
-DAY_US = 86_400 * 1_000_000
 
 
 def test_card_precision_counts_accounts_per_day_and_averages_days() -> None:
@@ -17,7 +17,7 @@ def test_card_precision_counts_accounts_per_day_and_averages_days() -> None:
     # Day 1: a (legit 0.95), d (fraud 0.5), e (fraud 0.4). Top 2 = a, d -> 1/2... with k = 2.
     y = np.array([1, 0, 0, 0, 0, 1, 1])
     score = np.array([0.9, 0.8, 0.1, 0.2, 0.95, 0.5, 0.4])
-    time = np.array([0, 1, 2, 3, DAY_US, DAY_US + 1, DAY_US + 2])
+    time = np.array([0, 1, 2, 3, MICROS_PER_DAY, MICROS_PER_DAY + 1, MICROS_PER_DAY + 2])
     account = np.array(["a", "b", "b", "c", "a", "d", "e"], dtype=object)
     assert card_precision_at_k(y, score, time, account, k=2) == pytest.approx(0.5)
     assert card_precision_at_k(y, score, time, account, k=3) == pytest.approx((1 / 3 + 2 / 3) / 2)

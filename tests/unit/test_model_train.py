@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from fraudstream.batch.scoring import Scorer
-from fraudstream.model.dataset import MICROS_PER_DAY, import_labeled, replay
+from fraudstream.model.dataset import import_labeled, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 

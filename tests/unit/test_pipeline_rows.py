@@ -9,7 +9,7 @@ import pytest
 
 from fraudstream.batch import rows as pipeline
 from fraudstream.batch.scoring import ScoreResult
-from fraudstream.events import transactions_frame
+from fraudstream.events.contract import transactions_frame
 from fraudstream.features import FeatureRows
 
 pytestmark = pytest.mark.unit
