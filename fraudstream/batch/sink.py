@@ -1,12 +1,18 @@
 """The sink contract every engine writes through (``fraudstream.engines.sink`` is the PostgreSQL/Kafka one).
 
-A batch's outputs leave the engine in two moves, and a batch counts as done only when both succeeded:
+A batch's outputs leave the engine in three moves, in this order:
 
-1. ``send`` + ``confirm_delivery``: the alerts and dead letters are acknowledged by the broker; any one
-   refused fails the batch (it is replayed: at least once, keyed by transaction id / source offset).
+1. ``send`` + ``confirm_delivery`` of the dead letters: acknowledged by the broker before anything that
+   covers them commits; any one refused fails the batch (it is replayed).
 2. ``write``: the rows, the labels, the offsets the batch reaches and the state snapshots due, in one
    database transaction (rows are upserted, so a replayed batch writes nothing twice). An engine that keeps
-   its offsets and state elsewhere (Spark's checkpoint) writes none of them here.
+   its offsets and state elsewhere (Spark's checkpoint) writes none of them here. It returns the alerts of
+   the rows *as stored*: when a row already existed (a replay), the stored version's, never a second
+   scoring's, so that every alert matches its transaction's stored row.
+3. ``send`` + ``confirm_delivery`` of those alerts. A crash before they are acknowledged is covered by the
+   replay: the engine's restored state starts before the last committed batch, and the alerts of the
+   replayed records' stored rows are sent again (``SinkWrite.replayed_ids``). Alerts are at least once,
+   keyed by transaction id.
 """
 
 from __future__ import annotations
@@ -41,10 +47,25 @@ class SinkWrite:
     #: Partition -> next offset to consume, for the partitions the batch advanced (only ever forwards).
     offsets: Mapping[int, int] = field(default_factory=dict)
     snapshots: Sequence[Snapshot] = ()
+    #: The alerts of the rows as built (what is stored when every row is new), and the rows' ids (to read
+    #: the stored versions when some already existed).
+    alerts: Sequence[tuple[bytes, bytes]] = ()
+    row_ids: Sequence[str] = ()
+    #: Transactions replayed below the committed offset: the alerts of their stored rows are sent again.
+    replayed_ids: Sequence[str] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not self.row_count and self.labels.empty and not self.offsets and not self.snapshots
+        return (not self.row_count and self.labels.empty and not self.offsets and not self.snapshots
+                and not self.replayed_ids)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What ``write`` stored: the rows that were new, and the alerts of the batch's rows as stored."""
+
+    rows: int
+    alerts: list[tuple[bytes, bytes]]
 
 
 class Sink(Protocol):
@@ -56,5 +77,6 @@ class Sink(Protocol):
     def confirm_delivery(self) -> None:
         """Return once every message sent is acknowledged; raise if any was refused or never acknowledged."""
 
-    def write(self, connection: Any, batch: SinkWrite) -> int:
-        """Rows, labels, offsets and snapshots in one transaction on ``connection``; the rows that were new."""
+    def write(self, connection: Any, batch: SinkWrite) -> Written:
+        """Rows, labels, offsets and snapshots in one transaction on ``connection``; then the alerts of the
+        rows as stored."""

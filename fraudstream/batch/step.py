@@ -103,6 +103,9 @@ class BatchOutput:
     rejected: int
     #: Valid records below their partition's committed offset: they moved the state, nothing else.
     replayed: int
+    #: Their transaction ids: the sink sends the alerts of their stored rows again (a crash may have come
+    #: between a batch's commit and its alerts' delivery).
+    replayed_ids: list[str]
 
     @property
     def is_empty(self) -> bool:
@@ -149,8 +152,10 @@ class BatchStep:
         valid["kafka_offset"] = transactions.offsets[positions][new].astype(np.int64)
         valid["ingested_at_us"] = ingested_at_us
         rows = self._score(valid, features.rows(new), model)
+        replayed_ids = [] if new.all() else decoded.frame["transaction_id"].to_numpy()[~new].tolist()
         return BatchOutput(rows, transactions.timestamps_us[positions][new], label_frame,
-                           build.alert_messages(rows), letters + label_letters, len(rejected), int((~new).sum()))
+                           build.alert_messages(rows), letters + label_letters, len(rejected), len(replayed_ids),
+                           replayed_ids)
 
     def _labels(self, labels: Records, states: FeatureStates, owns: bool) -> tuple[pd.DataFrame, list[DeadLetter]]:
         if not len(labels):

@@ -3,6 +3,9 @@
 Labels are global (a merchant's risk depends on every label), while feature state is per transactions
 partition; so each member assigns itself every label partition (no group: no rebalance, its own
 positions) and the batch step applies each label to each partition state it owns that has not seen it.
+After every (re)positioning the feed first reads what the topic held at that moment (``catch_up_s`` at the
+most): a restored state gets the labels that were there before its replay and its next transactions,
+instead of whatever the first fetch happened to bring.
 Each state remembers how far it has applied every label partition (``advance``), and that position
 travels in its snapshot: a restored state gets exactly the labels it had not seen, and the labels table
 is upserted idempotently.
@@ -11,6 +14,7 @@ is upserted idempotently.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Iterable
 
 import numpy as np
@@ -23,6 +27,8 @@ from fraudstream.config import Settings
 log = logging.getLogger(__name__)
 
 MAX_LABELS_PER_BATCH = 20_000
+#: The longest a batch waits for the labels the topic held when the feed was repositioned.
+CATCH_UP_S = 10.0
 
 
 class LabelFeed:
@@ -34,6 +40,8 @@ class LabelFeed:
         self.partitions = sorted(kafka.admin(settings).list_topics(self.topic, timeout=10)
                                  .topics[self.topic].partitions)
         self.positions: dict[int, int] = {}
+        #: Label partition -> the end offset to read up to before the next batch (set by ``rewind``).
+        self.catch_up: dict[int, int] = {}
         self.no_labels = Records.empty(self.topic)
 
     def rewind(self, state_offsets: Collection[dict[int, int]]) -> None:
@@ -45,18 +53,37 @@ class LabelFeed:
         if target != self.positions:
             self.consumer.assign([TopicPartition(self.topic, p, offset) for p, offset in target.items()])
             self.positions = target
-            log.info("label feed positioned topic=%s offsets=%s", self.topic, target)
+            ends = {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                    for p in self.partitions}
+            self.catch_up = {p: end for p, end in ends.items() if end > target[p]}
+            log.info("label feed positioned topic=%s offsets=%s catching_up_to=%s", self.topic, target, self.catch_up)
 
     def poll(self) -> Records:
-        """The label records that arrived since the last poll (none before the first ``rewind``)."""
-        messages = [m for m in self.consumer.consume(MAX_LABELS_PER_BATCH, 0) if m.error() is None] \
-            if self.positions else []
+        """The label records that arrived since the last poll (none before the first ``rewind``); after a
+        rewind, at least those up to the ends the topic had then (waiting ``CATCH_UP_S`` at the most)."""
+        if not self.positions:
+            return self.no_labels
+        messages = self._consume(0)
+        deadline = time.monotonic() + CATCH_UP_S
+        while self._behind() and time.monotonic() < deadline:
+            messages += self._consume(0.1)
+        if self.catch_up:
+            if self._behind():
+                log.warning("label feed still behind after %.0f s topic=%s positions=%s ends=%s", CATCH_UP_S,
+                            self.topic, self.positions, self.catch_up)
+            self.catch_up = {}
         if not messages:
             return self.no_labels
-        records = kafka.records(self.topic, messages)
-        for partition in np.unique(records.partitions):
-            self.positions[int(partition)] = int(records.offsets[records.partitions == partition].max()) + 1
-        return records
+        return kafka.records(self.topic, messages)
+
+    def _consume(self, timeout_s: float) -> list:
+        messages = [m for m in self.consumer.consume(MAX_LABELS_PER_BATCH, timeout_s) if m.error() is None]
+        for message in messages:
+            self.positions[message.partition()] = max(self.positions.get(message.partition(), 0), message.offset() + 1)
+        return messages
+
+    def _behind(self) -> bool:
+        return any(self.positions.get(p, 0) < end for p, end in self.catch_up.items())
 
     @staticmethod
     def advance(states: Iterable, records: Records) -> None:

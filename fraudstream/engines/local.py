@@ -5,8 +5,8 @@ owned partitions share one MultiPartitionFeatureState, so a batch is one feature
 checkpointed in PostgreSQL together with the offsets, so that "exactly once in effect" holds across
 ``kill -9``: rows are upserted idempotently, the offsets are written in the same database transaction
 as the rows, and a restored partition replays from its snapshot up to the committed offset, which
-re-derives the same state without writing anything. Alerts and dead letters are at-least-once
-(keyed by transaction id / carrying their source offset).
+re-derives the same state without writing anything (only the alerts of its stored rows are sent again).
+Alerts and dead letters are at-least-once (keyed by transaction id / carrying their source offset).
 
 Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and the hand-over) and
 ``LocalEngine._commit_batch`` (steps 7-9) follow these steps one to one:
@@ -14,7 +14,8 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 1. Poll up to ``batch_size`` records or ``batch_timeout_ms`` from the assigned partitions. Records of
    a partition revoked meanwhile are dropped: its new owner replays them.
 2. Reload the model if another version was promoted: a batch is scored by one model only.
-3. Read the labels that arrived.
+3. Read the labels that arrived, and take the state snapshots due (before this batch moves the states,
+   so that the last committed batch is always replayed after a crash: see step 8).
 4-6. The batch step (``fraudstream.batch.BatchStep``, the same as the Spark job's): apply each label to
    every owned partition state that has not seen it (each state remembers its position in every label
    partition); decode and validate (invalid records become dead letters with their reason); run each
@@ -22,17 +23,19 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
    partitions); records below the partition's committed offset are a replay after a restore: they
    update the state, nothing else; score the new records in one vectorized call; build the rows and
    the alerts. Then encode the rows' COPY payload, wait until the previous batch has finished step 9,
-   and hand this one over: capture the offsets it reaches and the state snapshots due at those offsets
-   (taken now, before the next batch moves the states), and enqueue its alerts and dead letters in the
-   sink.
-7. ``sink.confirm_delivery``: every alert and dead letter acknowledged, so they are durable before the
-   offsets that cover them (a broker outage is waited out: the producer retries).
+   and hand this one over: capture the offsets it reaches, and enqueue its dead letters in the sink.
+7. ``sink.confirm_delivery``: every dead letter acknowledged, so they are durable before the offsets
+   that cover them (a broker outage is waited out: the producer retries).
 8. ``sink.write``, one database transaction: upsert the rows, upsert the labels, advance the offsets
-   (they only grow, else OffsetRegression), write the captured snapshots; commit (without waiting for the
-   WAL flush: a transaction lost in a PostgreSQL crash takes its offsets with it and is replayed). While
-   PostgreSQL is away this step retries with back-off (``outages.py``); when the connection was lost,
-   the batch is abandoned once a new one works, and the polling thread rewinds every owned partition
-   to the database's checkpoints, as a reassignment would (nothing committed beyond written rows).
+   (they only grow, else OffsetRegression), write the captured snapshots; commit (a batch without alerts
+   does not wait for the WAL flush: a transaction lost in a PostgreSQL crash takes its offsets with it
+   and is replayed). Then send the alerts of the rows *as stored* and confirm their delivery: an alert
+   never names a row that is not stored with its decision and score. A crash before they are acknowledged
+   loses nothing: the restore replays from a snapshot taken before this batch, and the alerts of the
+   replayed records' stored rows are sent again. While PostgreSQL is away this step retries with
+   back-off (``outages.py``); when the connection was lost, the batch is abandoned once a new one works,
+   and the polling thread rewinds every owned partition to the database's checkpoints, as a reassignment
+   would (nothing committed beyond written rows).
 9. Record the metrics; then (on the polling thread, when it collects the batch) mark the offsets
    committed and tell Kafka (informational only: lag tools read them).
 
@@ -60,7 +63,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from fraudstream import kafka
 from fraudstream.batch import BatchOutput, BatchStep, ModelChoice, Records
-from fraudstream.batch.sink import SinkWrite, Snapshot
+from fraudstream.batch.sink import SinkWrite, Snapshot, Written
 from fraudstream.config import Settings
 from fraudstream.engines.exceptions import BatchAbandoned, MetricsPortUnavailable, OffsetRegression
 from fraudstream.engines.labels import LabelFeed
@@ -186,6 +189,8 @@ class HandedOver:
     #: Rows (COPY payload encoded on the polling thread: the committer thread is left only the I/O, as it
     #: shares a core with PostgreSQL), labels, the offsets reached and the snapshots due.
     write: SinkWrite
+    #: Alerts sent, of the rows as stored (set by step 8).
+    alerted: int = 0
 
 
 class LocalEngine:
@@ -364,6 +369,9 @@ class LocalEngine:
         # 4-6. The batch step: labels to the states that have not seen them, decode, features (replays
         # included), score the new records; rows, alerts, dead letters.
         records = batch.records
+        # The snapshots due are taken before the batch moves the states: so the last committed batch is
+        # always replayed after a crash, and the alerts of its stored rows are sent again (the sink's step 3).
+        snapshots = self._due_snapshots()
         output = self.step.run(records, labels, self.owned, self._model, ingested_at_us=batch.ingested_at_us,
                                committed=self._committed_offsets(records.partitions))
         self.labels.advance(self.states.values(), labels)
@@ -375,12 +383,12 @@ class LocalEngine:
             self._rewind()  # this batch was computed from states that are now replaced: it comes again
             return 0
         self._advance_positions(records)
-        handed = HandedOver(batch, output, SinkWrite(encoded, len(output.rows), output.labels, self._advancing(),
-                                                     self._due_snapshots()))
-        if not (handed.write.is_empty and output.is_empty):
-            self.sink.send(output.alerts, output.letters)
+        write = SinkWrite(encoded, len(output.rows), output.labels, self._advancing(), snapshots, output.alerts,
+                          output.rows["transaction_id"].to_numpy(), output.replayed_ids)
+        if not (write.is_empty and output.is_empty):
+            self.sink.send((), output.letters)
             self.metrics.observe_dead_letters(letter[2] for letter in output.letters)
-            self._in_flight = self._committer.submit(self._commit_batch, handed)
+            self._in_flight = self._committer.submit(self._commit_batch, HandedOver(batch, output, write))
         return len(output.rows) + output.rejected
 
     def _poll(self, started: float) -> list[Message]:
@@ -445,17 +453,22 @@ class LocalEngine:
     # --- steps 7-9, on the committer thread ----------------------------------------------------------
 
     def _commit_batch(self, handed: HandedOver) -> HandedOver:
-        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them (waiting out a broker
-        #    outage: the producer keeps them and retries until message.timeout.ms).
+        # 7. Dead letters durable in Kafka before the offsets that cover them (waiting out a broker outage: the
+        #    producer keeps them and retries until message.timeout.ms).
         self.sink.confirm_delivery()
-        # 8. Rows, labels, offsets and the captured snapshots in one database transaction.
+        # 8. Rows, labels, offsets and the captured snapshots in one database transaction; then the alerts of
+        #    the rows as stored, delivery confirmed.
         if not handed.write.is_empty:
-            self._write_through_outages(handed.write)
+            alerts = self._write_through_outages(handed.write).alerts
+            if alerts:
+                self.sink.send(alerts, ())
+                self.sink.confirm_delivery()
+            handed.alerted = len(alerts)
         # 9. Metrics (the offsets are marked committed when the polling thread collects the batch).
         self._record(handed, committed_at_us=time.time_ns() // 1000)
         return handed
 
-    def _write_through_outages(self, write: SinkWrite) -> None:
+    def _write_through_outages(self, write: SinkWrite) -> Written:
         """Step 8, retried while PostgreSQL is away. A failure on a live connection (disk full, a server
         starting up) rolled back: the same batch is written again. A lost connection may have lost commits
         acknowledged before it (no WAL flush wait): once a new connection works, the batch is abandoned and
@@ -463,7 +476,7 @@ class LocalEngine:
         attempt = 0
         while True:
             try:
-                self.sink.write(self.database.connection, write)
+                written = self.sink.write(self.database.connection, write)
             except psycopg.OperationalError as error:
                 if self.database.lost:
                     self.database_outage.failed(error)
@@ -474,7 +487,7 @@ class LocalEngine:
                 attempt += 1
                 continue
             self.database_outage.recovered()
-            return
+            return written
 
     def _record(self, handed: HandedOver, committed_at_us: int) -> None:
         rows, dead_lettered = handed.output.rows, handed.output.rejected
@@ -487,7 +500,7 @@ class LocalEngine:
                                    decisions=rows["decision"].value_counts().to_dict(), dead_lettered=dead_lettered,
                                    produced_at_us=handed.output.produced_at_us)
         log.debug("batch committed records=%d scored=%d dead_lettered=%d alerts=%d labels=%d duration_ms=%.1f",
-                  len(handed.batch.records), len(rows), dead_lettered, len(handed.output.alerts),
+                  len(handed.batch.records), len(rows), dead_lettered, handed.alerted,
                   len(handed.output.labels), duration_s * 1000)
 
     # --- back on the polling thread ------------------------------------------------------------------
@@ -513,7 +526,7 @@ class LocalEngine:
         summary.batches += 1
         summary.scored += len(output.rows)
         summary.dead_lettered += output.rejected
-        summary.alerted += len(output.alerts)
+        summary.alerted += handed.alerted
         summary.labels += len(output.labels)
 
     def _commit_kafka(self, advancing: Mapping[int, int]) -> None:

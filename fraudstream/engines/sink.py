@@ -1,6 +1,7 @@
-"""The sink both engines write through: alerts and dead letters to Kafka with every delivery confirmed,
-then rows, labels, offsets and state snapshots to PostgreSQL in one transaction (``fraudstream.batch.sink``
-states the contract). Also the check that the topics an engine reads and writes exist.
+"""The sink both engines write through: dead letters to Kafka with every delivery confirmed, then rows,
+labels, offsets and state snapshots to PostgreSQL in one transaction, then the alerts of the rows as
+stored, delivery confirmed (``fraudstream.batch.sink`` states the contract and the order). Also the check
+that the topics an engine reads and writes exist.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from fraudstream import kafka
-from fraudstream.batch.rows import DeadLetter
-from fraudstream.batch.sink import SinkWrite
+from fraudstream.batch.rows import DeadLetter, alert_messages
+from fraudstream.batch.sink import SinkWrite, Written
 from fraudstream.config import Settings
 from fraudstream.engines.exceptions import OffsetRegression, SinkDeliveryFailed, TopicMissing
 from fraudstream.engines.outages import Outage
@@ -81,14 +82,15 @@ class PostgresKafkaSink:
             raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
                                      f"check the broker at {self.settings.kafka_bootstrap}; the batch is replayed")
 
-    def write(self, connection: psycopg.Connection, batch: SinkWrite) -> int:
-        """Rows, labels, offsets and snapshots in one transaction; the rows that were new. OffsetRegression
-        (rolled back) when another member already wrote further."""
+    def write(self, connection: psycopg.Connection, batch: SinkWrite) -> Written:
+        """Rows, labels, offsets and snapshots in one transaction (OffsetRegression, rolled back, when another
+        member already wrote further); then the alerts of the rows as stored: read back only when some row
+        already existed, and for the replayed records."""
         with connection.transaction():
-            if batch.offsets:
+            if batch.offsets and not batch.alerts:
                 # No wait for the WAL flush: the offsets live in this same transaction, so a PostgreSQL crash
-                # that loses it loses its offsets too, and the batch is replayed from Kafka. Rows whose
-                # offsets live elsewhere (Spark's checkpoint) wait for it.
+                # that loses it loses its offsets too, and the batch is replayed from Kafka. Rows whose alerts
+                # are sent next, or whose offsets live elsewhere (Spark's checkpoint), wait for it.
                 connection.execute("SET LOCAL synchronous_commit = off")
             written = writer.write_scored(connection, batch.encoded_rows, batch.row_count)
             writer.upsert_labels(connection, batch.labels)
@@ -104,7 +106,12 @@ class PostgresKafkaSink:
                     raise OffsetRegression(f"partition {snapshot.partition}: a snapshot beyond offset "
                                            f"{snapshot.next_offset} exists; another member owns this partition; "
                                            "rolled back")
-        return written
+        alerts = list(batch.alerts)
+        if written < batch.row_count:
+            alerts = alert_messages(writer.flagged_rows(connection, batch.row_ids))
+        if batch.replayed_ids:
+            alerts += alert_messages(writer.flagged_rows(connection, batch.replayed_ids))
+        return Written(written, alerts)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.flush(timeout_s)

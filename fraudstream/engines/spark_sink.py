@@ -2,9 +2,11 @@
 
 ``process`` runs the batch step both engines share (``fraudstream.batch.BatchStep``) with the model
 version the driver chose at this batch boundary (``BatchContext``), then writes through the sink both
-engines share (``fraudstream.engines.sink.PostgresKafkaSink``): alerts and dead letters acknowledged by
-the broker, then rows and labels in one database transaction. The offsets and the feature state live
-in Spark's checkpoint, committed only after every task returned, so the sink writes neither.
+engines share (``fraudstream.engines.sink.PostgresKafkaSink``): dead letters acknowledged by the broker,
+rows and labels in one database transaction, then the alerts of the rows as stored, acknowledged. The
+offsets and the feature state live in Spark's checkpoint, committed only after every task returned, so
+the sink writes neither (a task that fails after the rows committed is retried: its alerts then come
+from the stored rows).
 
 A batch replayed after a crash writes nothing twice (idempotent upserts); alerts and dead letters are
 at-least-once, keyed by transaction id / carrying their source offset, as in the local engine.
@@ -20,7 +22,7 @@ from pyspark import SparkContext, TaskContext
 
 from fraudstream.batch import BatchStep, FeatureStates, ModelChoice, Records
 from fraudstream.batch.scoring import Scorer
-from fraudstream.batch.sink import SinkWrite
+from fraudstream.batch.sink import SinkWrite, Written
 from fraudstream.config import Settings
 from fraudstream.engines.sink import PostgresKafkaSink
 from fraudstream.store import writer
@@ -108,11 +110,15 @@ def process(settings: Settings, batch: BatchContext, transactions: Records, labe
     output = _step(settings).run(transactions, labels, states, _model(settings, connection, batch.model_version),
                                  ingested_at_us=batch.ingested_at_us, owns_labels=owns_labels)
     sink = _sink(settings)
-    if output.alerts or output.letters:
-        sink.send(output.alerts, output.letters)
+    if output.letters:
+        sink.send((), output.letters)
         sink.confirm_delivery()
     rows = output.rows
-    write = SinkWrite(writer.encode_scored(rows) if len(rows) else b"", len(rows), output.labels)
-    written = sink.write(connection, write) if not write.is_empty else 0
-    return {"scored": len(rows), "written": written, "dead_lettered": len(output.letters),
-            "alerted": len(output.alerts), "labels": len(output.labels)}
+    write = SinkWrite(writer.encode_scored(rows) if len(rows) else b"", len(rows), output.labels,
+                      alerts=output.alerts, row_ids=rows["transaction_id"].to_numpy())
+    written = sink.write(connection, write) if not write.is_empty else Written(0, [])
+    if written.alerts:
+        sink.send(written.alerts, ())
+        sink.confirm_delivery()
+    return {"scored": len(rows), "written": written.rows, "dead_lettered": len(output.letters),
+            "alerted": len(written.alerts), "labels": len(output.labels)}

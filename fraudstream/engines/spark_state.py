@@ -21,9 +21,10 @@ Per key and batch, ``handleInputRows`` does (``fraudstream.engines.spark_sink.pr
 2. The batch step both engines share: the batch's labels (every key gets every label; labels are
    global) before its transactions; decode and validate the transactions in offset order; features;
    score with the model version the driver chose at this batch boundary; rows, alerts, dead letters.
-3. Produce alerts and dead letters and wait for every delivery (only the key ``label owner``
-   dead-letters and stores the labels).
-4. Upsert rows and labels in one database transaction (ON CONFLICT DO NOTHING).
+3. Produce the dead letters and wait for every delivery (only the key ``label owner`` dead-letters
+   and stores the labels).
+4. Upsert rows and labels in one database transaction (ON CONFLICT DO NOTHING); then produce the
+   alerts of the rows as stored and wait for every delivery.
 5. Store the new snapshot and a new token in the state store, keep the state in this worker, emit
    one row of counts.
 

@@ -132,6 +132,18 @@ def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
     return write_scored(connection, encode_scored(rows), len(rows))
 
 
+def flagged_rows(connection: psycopg.Connection, transaction_ids: Sequence[str]) -> pd.DataFrame:
+    """The stored review/block rows among ``transaction_ids``, with the columns an alert carries (times as µs):
+    alerts of a replayed batch are built from what is stored, never from a second scoring."""
+    found = connection.execute(
+        "SELECT transaction_id, account_id, merchant_id, amount, currency, score, decision, model_version,"
+        " (extract(epoch FROM event_time) * 1000000)::bigint, (extract(epoch FROM scored_at) * 1000000)::bigint,"
+        " reasons FROM transactions WHERE transaction_id = ANY(%s) AND decision <> 'approve'"
+        " ORDER BY kafka_partition, kafka_offset", (list(transaction_ids),)).fetchall()
+    return pd.DataFrame(found, columns=["transaction_id", "account_id", "merchant_id", "amount", "currency", "score",
+                                        "decision", "model_version", "event_time_us", "scored_at_us", "reasons"])
+
+
 def feature_order(connection: psycopg.Connection, model_version: str, names: Sequence[str]) -> tuple[str, ...]:
     """Register the feature names of a model version (the first registration wins) and return the order
     its rows' feature arrays are stored in: the model's own, except for versions whose rows predate the
