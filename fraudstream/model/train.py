@@ -29,17 +29,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from fraudstream.config import get_settings
 from fraudstream.events import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, load_history, replay
+from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, replay
 from fraudstream.model.exceptions import NotEnoughData
 from fraudstream.model.metrics import evaluate
 from fraudstream.model.registry import Registry
 from fraudstream.model.thresholds import CostSetting, Thresholds, choose_thresholds
 
 #: The seed project's model: a random forest on four hand-picked columns.
-MICROS_PER_HOUR = MICROS_PER_DAY // 24
 SEED_FEATURES = ("amount", "hour_of_day", "account_age_days", "account_transaction_count_24h")
 MODEL_NAMES = ("model", "logistic_regression", "seed_random_forest")
 
@@ -62,8 +60,9 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     costs: CostSetting = field(default_factory=CostSetting)
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    #: Partitions of the transactions topic the model will be served on: one feature state each.
-    partitions: int = field(default_factory=lambda: get_settings().transactions_partitions)
+    #: Partitions of the transactions topic the model will be served on: one feature state each. The
+    #: caller passes the serving topic's count (``Settings.transactions_partitions``); None is refused.
+    partitions: int | None = None
     max_rounds: int = 600
     early_stopping_rounds: int = 50
     learning_rate: float = 0.05
@@ -158,6 +157,9 @@ def train_model(
 ) -> TrainingResult:
     """Replay, train LightGBM and both baselines on the same split, evaluate on test, pick thresholds."""
     config = config or TrainConfig()
+    if config.partitions is None:
+        raise ValueError("TrainConfig.partitions: pass the partition count of the transactions topic "
+                         "the model will be served on")
     report = progress or (lambda stage, done, total: None)
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -235,32 +237,14 @@ def train_model(
     return TrainingResult(booster, manifest, metrics, thresholds, features, seconds)
 
 
-def simulated_history(days: int, seed: int = 7, progress: StageProgress | None = None) -> LabeledHistory:
-    """A fresh simulation of the default population (the simulator is optional at import time)."""
-    from fraudstream.simulate.backfill import simulate_history
-
-    total_us = days * MICROS_PER_DAY
-    done_us = [0]
-
-    def on_block(block_us: int, _: int) -> None:
-        done_us[0] += block_us
-        if progress is not None:
-            progress("simulate", min(done_us[0], total_us) // MICROS_PER_HOUR, total_us // MICROS_PER_HOUR)
-
-    history = simulate_history(days, seed=seed, on_block=on_block)
-    return LabeledHistory(history.transactions, history.labels)
-
-
 def build(
     models_dir: Path,
-    input_path: Path | None = None,
-    days: int = 30,
+    history: LabeledHistory,
     promote: bool = False,
     config: TrainConfig | None = None,
     progress: StageProgress | None = None,
 ) -> tuple[str, TrainingResult]:
-    """The `fraudstream train` command's work: load or simulate, train, publish, maybe promote."""
-    history = load_history(input_path) if input_path is not None else simulated_history(days, progress=progress)
+    """Train on a history, publish the version, maybe promote it."""
     result = train_model(history, config, progress)
     registry = Registry(models_dir)
     version = registry.publish(result.booster, result.manifest)

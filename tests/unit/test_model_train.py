@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from fraudstream.model.dataset import MICROS_PER_DAY, import_labeled, replay
+from fraudstream.history import write_history
+from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
 from fraudstream.scoring import Scorer
+from fraudstream.simulate.backfill import simulate_history
 
 pytestmark = pytest.mark.unit
 
@@ -53,13 +56,10 @@ def test_split_keeps_gaps_and_order() -> None:
 
 
 def test_build_on_a_small_simulation(tmp_path: Path) -> None:
-    pytest.importorskip("fraudstream.simulate.backfill")
-    from fraudstream.simulate.backfill import simulate_history, write_history
-
     write_history(simulate_history(16, seed=3, accounts=300, merchants=200, fraud_share=0.03), tmp_path / "history")
     split = SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4)
     config = TrainConfig(split=split, max_rounds=30, partitions=4)
-    version, result = build(tmp_path / "models", tmp_path / "history", promote=True, config=config)
+    version, result = build(tmp_path / "models", load_history(tmp_path / "history"), promote=True, config=config)
     assert Registry(tmp_path / "models").production_version() == version
     assert set(result.metrics) == {"model", "logistic_regression", "seed_random_forest"}
     assert 0.5 < result.metrics["model"]["roc_auc"] <= 1.0
@@ -67,3 +67,9 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     assert result.thresholds.review <= result.thresholds.block
     assert result.manifest["replay_partitions"] == result.replay.partitions == 4
     assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
+
+
+def test_training_refuses_a_config_without_the_serving_partition_count(tmp_path: Path) -> None:
+    empty = LabeledHistory(pd.DataFrame(), pd.DataFrame())
+    with pytest.raises(ValueError, match="partitions"):
+        build(tmp_path / "models", empty, config=TrainConfig())
