@@ -1,20 +1,12 @@
-"""Model build: replay history through the feature core, split by time, train, compare, publish.
-
-Timeline of a history (days from its first event)::
-
-    | burn-in | train ............ | gap | validation | gap | test ...... |
-
-Burn-in rows only warm the feature state (their features lack history). The gaps stand for label
-delay: a model trained up to day T is only used after its labels and validation are in, so the rows
-right after the training period are never evaluated. Validation picks the number of boosting rounds
-and the cost thresholds; test, the latest period, is held out for the reported metrics.
+"""Model build: replay history through the feature core, split by time (fraudstream.model.split), train
+LightGBM and two baselines, compare them on the held-out test period, choose thresholds, publish.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +23,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fraudstream.events import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, replay
+from fraudstream.model.dataset import LabeledHistory, Replay, replay
 from fraudstream.model.exceptions import NotEnoughData
-from fraudstream.model.metrics import evaluate
+from fraudstream.model.metrics import compromised_since, evaluate
 from fraudstream.model.registry import Registry
+from fraudstream.model.split import SplitConfig, split_masks
 from fraudstream.model.thresholds import CostSetting, Thresholds, choose_thresholds
 
 #: The seed project's model: a random forest on four hand-picked columns.
@@ -43,16 +36,6 @@ MODEL_NAMES = ("model", "logistic_regression", "seed_random_forest")
 
 #: Stage name, done, total: the CLI draws one progress bar per stage.
 StageProgress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Lengths in days; train gets whatever remains."""
-
-    burn_in_days: float = 2.0
-    gap_days: float = 1.0
-    validation_days: float = 4.0
-    test_days: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -80,25 +63,6 @@ class TrainingResult:
     thresholds: Thresholds
     replay: Replay
     seconds: dict[str, float]
-
-
-def split_masks(event_time_us: np.ndarray, split: SplitConfig) -> dict[str, np.ndarray]:
-    """Boolean masks train / validation / test over rows, by event time."""
-    start, end = int(event_time_us.min()), int(event_time_us.max()) + 1
-    test_start = end - split.test_days * MICROS_PER_DAY
-    validation_end = test_start - split.gap_days * MICROS_PER_DAY
-    validation_start = validation_end - split.validation_days * MICROS_PER_DAY
-    train_end = validation_start - split.gap_days * MICROS_PER_DAY
-    train_start = start + split.burn_in_days * MICROS_PER_DAY
-    if train_end - train_start < MICROS_PER_DAY:
-        days = (end - start) / MICROS_PER_DAY
-        raise NotEnoughData(f"history spans {days:.1f} days: too short for this split ({asdict(split)})")
-    t = event_time_us
-    return {
-        "train": (t >= train_start) & (t < train_end),
-        "validation": (t >= validation_start) & (t < validation_end),
-        "test": t >= test_start,
-    }
 
 
 def _window(event_time_us: np.ndarray, mask: np.ndarray) -> dict[str, str]:
@@ -202,8 +166,9 @@ def train_model(
         "seed_random_forest": lambda part: forest.predict_proba(x[part][list(SEED_FEATURES)].fillna(0.0))[:, 1],
     }
     test = masks["test"]
+    known = compromised_since(history.labels)
     metrics = {
-        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test])
+        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test], known)
         for name, predict in predictors.items()
     }
     thresholds = choose_thresholds(y["validation"], predictors["model"]("validation"), config.costs)
@@ -228,7 +193,7 @@ def train_model(
         "training": {
             "library": f"lightgbm {lgb.__version__}",
             "rounds": booster.num_trees(),
-            "split_days": asdict(config.split),
+            "split": config.split.to_dict(),
             "replay_events_per_second": features.events_per_second,
             "replay_events_per_cpu_second": features.cpu_events_per_second,
             "seconds": seconds,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +11,7 @@ from fraudstream.history import write_history
 from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
-from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
+from fraudstream.model.train import SplitConfig, TrainConfig, build
 from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
 
@@ -44,15 +43,6 @@ def test_import_rejects_missing_columns_and_bad_labels(tmp_path: Path) -> None:
     path.write_text("transaction_id,timestamp,account_id,merchant_id,amount,is_fraud\nt,2026-01-01T00:00:00Z,a,m,1,x\n")
     with pytest.raises(ImportFormatError, match="is_fraud"):
         import_labeled(path)
-
-
-def test_split_keeps_gaps_and_order() -> None:
-    times = np.arange(0, 30 * MICROS_PER_DAY, MICROS_PER_DAY // 4)
-    masks = split_masks(times, SplitConfig(burn_in_days=2, gap_days=1, validation_days=4, test_days=6))
-    assert times[masks["train"]].max() < times[masks["validation"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
-    assert times[masks["validation"]].max() < times[masks["test"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
-    assert not (masks["train"] & masks["test"]).any()
-    assert times[masks["train"]].min() == 2 * MICROS_PER_DAY
 
 
 def test_build_on_a_small_simulation(tmp_path: Path) -> None:
