@@ -39,7 +39,7 @@ from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.console.server import BackgroundConsole, ConsoleUnavailable, announce
 from fraudstream.model.registry import Registry
-from fraudstream.model.train import SplitConfig, TrainConfig, build
+from fraudstream.model.train import SplitConfig, TrainConfig
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.services import manager
 from fraudstream.simulate.backfill import DEFAULT_START, to_microseconds
@@ -59,6 +59,7 @@ from fraudstream.simulate.live import (
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 from fraudstream.store.schema import migrate
 from fraudstream.timeunits import MICROS_PER_DAY
+from fraudstream.training import build
 
 log = logging.getLogger(__name__)
 
