@@ -49,6 +49,7 @@ from fraudstream.events.contract import (
     format_time_us,
     label_to_dict,
 )
+from fraudstream.kafka import produce
 from fraudstream.kafka import producer as kafka_producer
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_window, to_microseconds, to_tables
 from fraudstream.simulate.normal import LEGITIMATE, take_columns
@@ -329,15 +330,6 @@ class LiveProducer:
             if self.summary.delivery_failures <= 5:
                 log.error("delivery failed: %s", error)
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        """Produce, waiting for room in the local queue when it is full (backpressure, not loss)."""
-        while True:
-            try:
-                self.producer.produce(topic, value, key, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
     def _current(self) -> Chunk:
         if self._chunk is None or self._position == len(self._chunk.bodies):
             if self._chunks is None:
@@ -347,12 +339,9 @@ class LiveProducer:
 
     def _send_rows(self, chunk: Chunk, begin: int, end: int, bodies: list[bytes], label_base_s: float | np.ndarray,
                    sent_at_s: float) -> None:
-        produce, topic, delivered = self.producer.produce, self.transactions_topic, self._delivered
+        producer, topic, delivered = self.producer, self.transactions_topic, self._delivered
         for key, body in zip(chunk.keys[begin:end], bodies, strict=True):
-            try:
-                produce(topic, body, key, on_delivery=delivered)
-            except BufferError:
-                self._produce(topic, key, body)
+            produce(producer, topic, body, key, on_delivery=delivered)
         if self._send_log is not None:
             self._send_log.append((chunk.first_number + begin, chunk.first_number + end, round(sent_at_s * 1e6)))
         rows = np.arange(begin, end)
@@ -397,7 +386,8 @@ class LiveProducer:
                 label = {"transaction_id": chunk.transaction_ids[row], "account_id": chunk.keys[row].decode(),
                          "merchant_id": chunk.merchant_ids[row], "is_fraud": code != LEGITIMATE,
                          "scenario": scenario_names[code + 1], "labeled_at_us": labeled_at_us}
-                self._produce(self.labels_topic, chunk.keys[row], encode(label_to_dict(label)))
+                produce(self.producer, self.labels_topic, encode(label_to_dict(label)), chunk.keys[row],
+                        on_delivery=self._delivered)
                 self.summary.labels_sent += 1
                 self.summary.labels_sent_early += now_s is None
 
