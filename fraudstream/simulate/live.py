@@ -72,8 +72,8 @@ CHUNK_DAYS = 7
 LIVE_LABEL_DELAYS = LabelDelays(fraud_s=(5.0, 30.0), legit_s=(30.0, 90.0))
 #: Simulated-clock mode's label delays: the history's own (days), on the simulated clock.
 SIMULATED_LABEL_DELAYS = LabelDelays()
-#: Simulated days sent before the start so the processor's feature state is warm (measured offline on
-#: the default model: alert precision 6 % from a cold state, 41 % after 7 days, 47 % after 14).
+#: Simulated days sent before the start so the processor's feature state is warm: from a cold state
+#: every account looks new, and alerts lose most of their precision.
 DEFAULT_WARM_UP_DAYS = 14.0
 
 
@@ -231,7 +231,7 @@ class SimulatedClock:
 
 def time_scale_for(rate: float, events_per_simulated_second: float) -> float:
     """Simulated seconds per wall second that make traffic of ``events_per_simulated_second`` arrive
-    at ``rate`` events per second on average (10,000 accounts, ~18,000 events a day, at 500/s: ~2,400)."""
+    at ``rate`` events per second on average."""
     if rate <= 0 or events_per_simulated_second <= 0:
         raise ValueError("rate and events per simulated second must be positive")
     return rate / events_per_simulated_second
@@ -314,7 +314,7 @@ class LiveProducer:
         self.labels = LabelSchedule(label_delays, np.random.default_rng([source.seed, 4]), LABEL_BUCKET_S * time_scale)
         self.summary = ProduceSummary(source.mode.value, rate, fraud_by_scenario=dict.fromkeys(SCENARIO_NAMES, 0),
                                       time_scale=time_scale)
-        # Only failed deliveries call back into Python: one callback per message would cost ~10 % throughput.
+        # Only failed deliveries call back into Python: a callback per message would cost throughput.
         self.producer: Producer = kafka_producer(settings, **{"delivery.report.only.error": True})
         self.scenario_counts = np.zeros(len(SCENARIO_NAMES) + 1, dtype=np.int64)
         self._chunks: Iterator[Chunk] | None = None
@@ -489,9 +489,9 @@ def warm_up_together(producers: Sequence[LiveProducer], until_us: int, step_s: f
     wait until Kafka has everything; returns the events sent.
 
     A processor that starts with this backlog holds the history a running system would have
-    (account habits, merchant traffic, fraud labels): a cold state makes every account look new
-    (alert precision 6 % instead of ~45 % with the default model). Lockstep keeps one producer's
-    events from reaching an account long after another producer's later ones (they would be late)."""
+    (account habits, merchant traffic, fraud labels): a cold state makes every account look new and
+    costs the alerts most of their precision. Lockstep keeps one producer's events from reaching an
+    account long after another producer's later ones (they would be late)."""
     if not producers:
         return 0
     step_us = round(step_s * MICROS_PER_SECOND)
