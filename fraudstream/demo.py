@@ -40,7 +40,7 @@ from fraudstream.config import Settings
 from fraudstream.console.server import BackgroundConsole, ConsoleUnavailable, announce
 from fraudstream.events.contract import parse_time_us
 from fraudstream.model.registry import Registry
-from fraudstream.model.train import SplitConfig, TrainConfig, build
+from fraudstream.model.train import SplitConfig, TrainConfig
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.services import manager
 from fraudstream.simulate.backfill import DEFAULT_START, to_microseconds
@@ -60,6 +60,7 @@ from fraudstream.simulate.live import (
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 from fraudstream.store.schema import migrate
 from fraudstream.timeunits import MICROS_PER_DAY
+from fraudstream.training import build
 
 log = logging.getLogger(__name__)
 

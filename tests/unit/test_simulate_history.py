@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fraudstream.events import contract, fast_decode
-from fraudstream.simulate.backfill import History, read_history, simulate_history, write_history
+from fraudstream.history import History, read_history, write_history
+from fraudstream.simulate.backfill import simulate_history
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
 
 pytestmark = pytest.mark.unit
@@ -92,7 +93,7 @@ def test_labels_arrive_after_chargeback_or_no_dispute_delays(history: History) -
 
 def test_fraud_share_is_near_the_configured_share_in_every_scenario(history: History) -> None:
     events_count = len(history.transactions)
-    by_scenario = history.fraud_by_scenario()
+    by_scenario = history.fraud_by_scenario(SCENARIO_NAMES)
     assert sum(by_scenario.values()) / events_count == pytest.approx(0.02, rel=0.25)
     total_weight = sum(DEFAULT_SCENARIO_WEIGHTS.values())
     for name, count in by_scenario.items():

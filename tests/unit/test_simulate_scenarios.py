@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudstream.simulate.backfill import History, simulate_history
+from fraudstream.history import History
+from fraudstream.simulate.backfill import simulate_history
 from fraudstream.simulate.population import distance_km
 from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE
 
