@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -268,17 +268,25 @@ def decode_transactions_per_record(payloads: Sequence[bytes | None]) -> DecodedB
     """The reference path: each payload through ``decode_json`` and ``validate_transaction``.
 
     ``fast_decode.decode_transactions`` gives the same result faster; this one is its yardstick."""
+    rows, positions, rejected = validate_each(payloads, validate_transaction, range(len(payloads)))
+    return DecodedBatch(transactions_frame(rows), np.asarray(positions, dtype=np.int64), rejected)
+
+
+def validate_each(payloads: Sequence[bytes | None], validate: Callable[[Any], tuple[Any, ...]],
+                  positions: Iterable[int]) -> tuple[list[tuple[Any, ...]], list[int], list[Rejected]]:
+    """The payloads at ``positions`` through ``decode_json`` and ``validate``: the valid rows, their
+    positions, and the rejections with their reasons."""
     rows: list[tuple[Any, ...]] = []
-    positions: list[int] = []
+    valid: list[int] = []
     rejected: list[Rejected] = []
-    for position, payload in enumerate(payloads):
+    for position in positions:
         try:
-            rows.append(validate_transaction(decode_json(payload)))
+            rows.append(validate(decode_json(payloads[position])))
         except InvalidEvent as error:
             rejected.append(Rejected(position, str(error)))
         else:
-            positions.append(position)
-    return DecodedBatch(transactions_frame(rows), np.asarray(positions, dtype=np.int64), rejected)
+            valid.append(position)
+    return rows, valid, rejected
 
 
 def transactions_frame(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
@@ -379,13 +387,7 @@ def validate_label(event: Any) -> tuple[Any, ...]:
 
 def decode_labels(payloads: Sequence[bytes | None]) -> tuple[pd.DataFrame, list[Rejected]]:
     """Decode and validate labels; bad ones are reported, never raised."""
-    rows: list[tuple[Any, ...]] = []
-    rejected: list[Rejected] = []
-    for position, payload in enumerate(payloads):
-        try:
-            rows.append(validate_label(decode_json(payload)))
-        except InvalidEvent as error:
-            rejected.append(Rejected(position, str(error)))
+    rows, _, rejected = validate_each(payloads, validate_label, range(len(payloads)))
     frame = pd.DataFrame.from_records(rows, columns=list(LABEL_COLUMNS))
     return frame.astype(LABEL_COLUMNS), rejected
 
