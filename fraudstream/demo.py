@@ -38,6 +38,7 @@ from rich.table import Table
 from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.console.server import BackgroundConsole, ConsoleUnavailable, announce
+from fraudstream.events.contract import parse_time_us
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig
 from fraudstream.progress import NoProgress, wait_for_count
@@ -51,8 +52,8 @@ from fraudstream.simulate.live import (
     ProduceSummary,
     SimulatedClock,
     TrafficSource,
-    default_live_start_us,
     hacker_fraud_share,
+    live_start_us,
     time_scale_for,
     warm_up_together,
 )
@@ -276,7 +277,8 @@ class Demo:
         The attackers simulate the same population and traffic and send only their fraud, at a share
         that gives ``hacker_rate`` beside the customers' ``rate``; so every attack hits accounts and
         merchants whose real history the processor has seen."""
-        self.live_start_us = default_live_start_us(self.settings.models_dir)
+        training_window = Registry(self.settings.models_dir).production().manifest["training_window"]
+        self.live_start_us = live_start_us(parse_time_us(training_window["test"]["end"]))
         start_us = self.live_start_us - round(self.warm_up_days * MICROS_PER_DAY)
         population_start_us = min(to_microseconds(DEFAULT_START), start_us)
         shares = {Mode.normal: None, Mode.hacker: hacker_fraud_share(self.rate, self.hacker_rate)}
