@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fraudstream.commands._output import console, fail, table
 from fraudstream.config import get_settings
+from fraudstream.features.config import FeatureConfigError, load_feature_config
+from fraudstream.history import to_microseconds
 from fraudstream.model.exceptions import ModelError
+from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_table, summary_table
+from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
-from fraudstream.training import build
+from fraudstream.training import DatabaseSource, build
 
 model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
 
@@ -25,11 +31,24 @@ _STAGES = {
 }
 
 
+def _utc_us(moment: datetime | None) -> int | None:
+    """A command-line date (naive means UTC) as µs since the epoch."""
+    if moment is None:
+        return None
+    return to_microseconds(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+_SPLIT = "split (days; see `fraudstream/model/split.py`)"
+_DB = "--from-db"
+
+
 def train(
     input_path: Annotated[
         Path | None,
-        typer.Option("--input", help="Backfill directory, or a CSV/Parquet labeled history (docs/import-format.md)."),
+        typer.Option("--input", help="History directory, or a CSV/Parquet labeled history (docs/import-format.md)."),
     ] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="Train on the transactions and labels tables.")] = False,
     days: Annotated[int, typer.Option("--days", min=14, help="Days to simulate when no --input is given.")] = 30,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new version to production.")] = False,
     partitions: Annotated[
@@ -41,8 +60,43 @@ def train(
             "as in the engines). Default: FRAUDSTREAM_TRANSACTIONS_PARTITIONS.",
         ),
     ] = None,
+    train_start: Annotated[datetime | None, typer.Option(
+        "--train-start", formats=_DATE_FORMATS, rich_help_panel=_SPLIT,
+        help="First day of training (UTC); validation and test follow the training period.")] = None,
+    train_end: Annotated[datetime | None, typer.Option(
+        "--train-end", formats=_DATE_FORMATS, rich_help_panel=_SPLIT,
+        help="End of training (UTC, exclusive).")] = None,
+    train_days: Annotated[float | None, typer.Option(
+        "--train-days", rich_help_panel=_SPLIT, help="Training length (default: all before the first gap).")] = None,
+    gap_days: Annotated[float, typer.Option(
+        "--gap-days", rich_help_panel=_SPLIT, help="Label delay left out after training and after validation.",
+    )] = SplitConfig.gap_days,
+    validation_days: Annotated[float, typer.Option(
+        "--validation-days", rich_help_panel=_SPLIT)] = SplitConfig.validation_days,
+    test_days: Annotated[float, typer.Option("--test-days", rich_help_panel=_SPLIT)] = SplitConfig.test_days,
+    burn_in_days: Annotated[float, typer.Option(
+        "--burn-in-days", rich_help_panel=_SPLIT, help="First days only warm the feature state.",
+    )] = SplitConfig.burn_in_days,
+    features_file: Annotated[Path | None, typer.Option(
+        "--features", help="Versioned feature configuration file (TOML; template: "
+        "fraudstream/features/default.toml), recorded in the model's manifest.")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=_DATE_FORMATS, rich_help_panel=_DB,
+        help="'Now' in event time: labels after it are unknown (default: the newest stored transaction).")] = None,
+    history_days: Annotated[float | None, typer.Option(
+        "--history-days", rich_help_panel=_DB, help="Read only this many days before --as-of.")] = None,
+    fraud_label_days: Annotated[float, typer.Option(
+        "--fraud-label-days", rich_help_panel=_DB,
+        help="A fraud label arrives within this many days; unlabeled transactions count as legitimate "
+        "only after it, younger ones are left out.")] = LabelMaturity.fraud_label_days,
+    legitimate_label_days: Annotated[float, typer.Option(
+        "--legitimate-label-days", rich_help_panel=_DB,
+        help="A legitimate label arrives within this many days; older unlabeled rows are reported as overdue.",
+    )] = LabelMaturity.legitimate_label_days,
 ) -> None:
     """Replay history through the feature core, train LightGBM and two baselines, publish a version."""
+    if from_db and input_path is not None:
+        raise fail("give --input or --from-db, not both")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         tasks: dict[str, int] = {}
@@ -54,9 +108,18 @@ def train(
 
         try:
             settings = get_settings()
-            config = TrainConfig(partitions=partitions or settings.transactions_partitions)
-            version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings)
-        except (ModelError, FileNotFoundError) as error:
+            features = load_feature_config(features_file) if features_file is not None else None
+            split = SplitConfig(burn_in_days=burn_in_days, gap_days=gap_days, validation_days=validation_days,
+                                test_days=test_days, train_days=train_days, train_start_us=_utc_us(train_start),
+                                train_end_us=_utc_us(train_end))
+            config = TrainConfig(split=split, partitions=partitions or settings.transactions_partitions,
+                                 **({"features": features.config, "feature_config_version": features.version}
+                                    if features is not None else {}))
+            database = DatabaseSource(LabelMaturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
+                                      history_days) if from_db else None
+            version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings,
+                                    database)
+        except (ModelError, FeatureConfigError, FileNotFoundError, psycopg.OperationalError) as error:
             raise fail(str(error)) from None
     manifest = {**result.manifest, "version": version}
     console.print(metrics_table(manifest))

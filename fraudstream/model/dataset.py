@@ -8,7 +8,7 @@ partition state before the chunk in which its labeled_at falls, exactly as a str
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +42,22 @@ class LabeledHistory:
 
     transactions: pd.DataFrame
     labels: pd.DataFrame
+    #: Per transaction, whether its label is known (fraudstream.model.maturity); None: every label is.
+    known: np.ndarray | None = None
+    #: End of the window whose labels have matured; the default split is laid back from there.
+    #: None: from just after the last transaction.
+    matured_until_us: int | None = None
+    #: Where the history came from (file, simulation, database and label maturity), for the manifest.
+    source: dict[str, object] = field(default_factory=dict)
 
     def targets(self) -> np.ndarray:
         """is_fraud per transaction (a transaction without a label counts as legitimate)."""
         fraud = self.labels.loc[self.labels["is_fraud"].astype(bool), "transaction_id"]
         return self.transactions["transaction_id"].isin(fraud).to_numpy()
+
+    def known_mask(self) -> np.ndarray:
+        """Rows a model may learn from or be evaluated on."""
+        return np.ones(len(self.transactions), dtype=bool) if self.known is None else self.known
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,8 @@ def load_history(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
     path = Path(path)
     if path.is_dir():
         history = read_history(path)
-        return LabeledHistory(history.transactions, history.labels)
-    return import_labeled(path, label_delay_days)
+        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)})
+    return replace(import_labeled(path, label_delay_days), source={"file": str(path)})
 
 
 def import_labeled(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:

@@ -116,9 +116,11 @@ def split_windows(start_us: int, end_us: int, split: SplitConfig) -> dict[str, t
     return {"train": (train_start, train_end), "validation": validation, "test": test}
 
 
-def split_masks(event_time_us: np.ndarray, split: SplitConfig) -> dict[str, np.ndarray]:
-    """Boolean masks train / validation / test over rows, by event time."""
+def split_masks(event_time_us: np.ndarray, split: SplitConfig, end_us: int | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks train / validation / test over rows, by event time; the periods are laid back
+    from ``end_us`` (default: just after the last row)."""
     if event_time_us.size == 0:
         raise SplitError("the history has no transactions")
-    windows = split_windows(int(event_time_us.min()), int(event_time_us.max()) + 1, split)
+    last = int(event_time_us.max()) + 1
+    windows = split_windows(int(event_time_us.min()), last if end_us is None else min(end_us, last), split)
     return {part: (event_time_us >= low) & (event_time_us < high) for part, (low, high) in windows.items()}
