@@ -30,7 +30,8 @@ _US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 def _read_csv(payload: bytes, schema: pa.Schema) -> pa.Table:
     if not payload:
         return schema.empty_table()
-    options = pa_csv.ConvertOptions(column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False)
+    options = pa_csv.ConvertOptions(column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                    true_values=["t"], false_values=["f"])
     table = pa_csv.read_csv(io.BytesIO(payload), pa_csv.ReadOptions(column_names=schema.names), convert_options=options)
     return table.cast(schema)
 
@@ -55,7 +56,7 @@ def read_history(connection: psycopg.Connection, until_us: int, since_us: int | 
 
     A label missing its account or merchant (an analyst's verdict may carry only the transaction id)
     takes them from the transaction."""
-    since = sql.SQL("-infinity") if since_us is None else sql.SQL(_US).format(sql.Literal(since_us))
+    since = sql.SQL("'-infinity'::timestamptz") if since_us is None else sql.SQL(_US).format(sql.Literal(since_us))
     until = sql.SQL(_US).format(sql.Literal(until_us))
     transactions = sql.SQL(
         "SELECT {columns} FROM transactions WHERE event_time >= {since} AND event_time <= {until} "
