@@ -56,9 +56,9 @@ from fraudstream.simulate.live import (
     time_scale_for,
     warm_up_together,
 )
-from fraudstream.simulate.population import MICROS_PER_DAY
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 from fraudstream.store.schema import migrate
+from fraudstream.timeunits import MICROS_PER_DAY
 from fraudstream.training import build
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ from pathlib import Path
 import psycopg
 
 from fraudstream.config import Settings, get_settings
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, load_history
+from fraudstream.model.dataset import LabeledHistory, load_history
 from fraudstream.model.exceptions import NotEnoughData
 from fraudstream.model.maturity import LabelMaturity, with_maturity
 from fraudstream.model.train import StageProgress, TrainConfig, TrainingResult
 from fraudstream.model.train import build as build_from_history
 from fraudstream.simulate.backfill import simulate_history
-from fraudstream.simulate.population import MICROS_PER_HOUR
 from fraudstream.store import history as stored_history
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
+from fraudstream.events.contract import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
 from fraudstream.features import FeatureConfig, FeatureState, StateStats
 from fraudstream.features.replay import REPLAY_CHUNK_EVENTS, Progress, replay_partitioned
 from fraudstream.history import read_history
 from fraudstream.model.exceptions import ImportFormatError
-
-MICROS_PER_DAY = 86_400 * 1_000_000
+from fraudstream.timeunits import MICROS_PER_DAY
 
 #: Optional import columns and the value used when a file lacks them (docs/import-format.md).
 IMPORT_DEFAULTS: dict[str, object] = {

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.model.dataset import LabeledHistory
-
-MICROS_PER_DAY = 86_400 * 1_000_000
+from fraudstream.timeunits import MICROS_PER_DAY
 
 
 @dataclass(frozen=True)

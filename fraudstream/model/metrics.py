@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-MICROS_PER_DAY = 86_400 * 1_000_000
+from fraudstream.timeunits import MICROS_PER_DAY
+
 METRIC_NAMES = ("roc_auc", "average_precision", "recall_at_1pct_fpr", "card_precision_at_100")
 
 

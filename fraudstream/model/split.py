@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.model.exceptions import SplitError
+from fraudstream.timeunits import MICROS_PER_DAY
 
-MICROS_PER_DAY = 86_400 * 1_000_000
 PARTS = ("train", "validation", "test")
 
 

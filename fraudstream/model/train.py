@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
 from fraudstream.features.config import DEFAULT_FEATURE_CONFIG_VERSION
 from fraudstream.model.dataset import LabeledHistory, Replay, replay

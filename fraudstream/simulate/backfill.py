@@ -18,7 +18,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fraudstream.events import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.events.contract import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
 from fraudstream.history import History, to_microseconds, write_history
 from fraudstream.simulate.normal import (
     LEGITIMATE,
@@ -29,8 +29,6 @@ from fraudstream.simulate.normal import (
     take_columns,
 )
 from fraudstream.simulate.population import (
-    MICROS_PER_DAY,
-    MICROS_PER_SECOND,
     Population,
     build_population,
     category_names,
@@ -41,6 +39,7 @@ from fraudstream.simulate.population import (
 )
 from fraudstream.simulate.report import fraud_table
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES, Context, inject_fraud
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 BLOCK_DAYS = 7

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from fraudstream.model.dataset import LabeledHistory
-from fraudstream.model.maturity import MICROS_PER_DAY, LabelMaturity, label_status, with_maturity
+from fraudstream.model.maturity import LabelMaturity, label_status, with_maturity
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 DAY = MICROS_PER_DAY

@@ -8,9 +8,9 @@ import pytest
 
 from fraudstream.model.metrics import card_precision_at_k, compromised_since, evaluate, recall_at_fpr
 from fraudstream.model.thresholds import CostSetting, choose_thresholds, decide
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
-DAY_US = 86_400 * 1_000_000
 
 
 def test_card_precision_counts_accounts_per_day_and_averages_days() -> None:
@@ -19,7 +19,7 @@ def test_card_precision_counts_accounts_per_day_and_averages_days() -> None:
     # top 2 = d, e -> 2/2 (counting a again, as the old definition did, read 1/2 and 0.5 overall).
     y = np.array([1, 0, 0, 0, 0, 1, 1])
     score = np.array([0.9, 0.8, 0.1, 0.2, 0.95, 0.5, 0.4])
-    time = np.array([0, 1, 2, 3, DAY_US, DAY_US + 1, DAY_US + 2])
+    time = np.array([0, 1, 2, 3, MICROS_PER_DAY, MICROS_PER_DAY + 1, MICROS_PER_DAY + 2])
     account = np.array(["a", "b", "b", "c", "a", "d", "e"], dtype=object)
     assert card_precision_at_k(y, score, time, account, k=2) == pytest.approx((1 / 2 + 2 / 2) / 2)
     # k = 3: day 0 a, c, b -> 1/3; day 1 d, e (a blocked) -> 2/3.
@@ -32,7 +32,7 @@ def test_card_precision_skips_cards_found_earlier_not_those_missed() -> None:
     # Day 2: b, now found, is out; c (legit 0.1) is all that is left -> 0.
     y = np.array([1, 1, 1, 1, 0])
     score = np.array([0.9, 0.5, 0.99, 0.6, 0.1])
-    time = np.array([0, 1, DAY_US, DAY_US + 1, 2 * DAY_US])
+    time = np.array([0, 1, MICROS_PER_DAY, MICROS_PER_DAY + 1, 2 * MICROS_PER_DAY])
     account = np.array(["a", "b", "a", "b", "c"], dtype=object)
     assert card_precision_at_k(y, score, time, account, k=1) == pytest.approx((1 + 1 + 0) / 3)
 
@@ -42,9 +42,9 @@ def test_card_precision_leaves_out_cards_whose_fraud_label_arrived_on_an_earlier
     # Card k2's label arrives on day 5 at noon: still ranked on day 5, out on day 6.
     y = np.array([1, 1, 0, 1, 0])
     score = np.array([0.99, 0.8, 0.3, 0.9, 0.2])
-    time = np.array([5, 5, 5, 6, 6]) * DAY_US + np.arange(5)
+    time = np.array([5, 5, 5, 6, 6]) * MICROS_PER_DAY + np.arange(5)
     account = np.array(["k1", "k2", "x", "k2", "x"], dtype=object)
-    known = pd.Series({"k1": 2 * DAY_US, "k2": 5 * DAY_US + DAY_US // 2})
+    known = pd.Series({"k1": 2 * MICROS_PER_DAY, "k2": 5 * MICROS_PER_DAY + MICROS_PER_DAY // 2})
     # Day 5: k2 (0.8) tops x -> 1. Day 6: k2 found on day 5 and known -> x -> 0.
     assert card_precision_at_k(y, score, time, account, k=1, known_compromised_us=known) == pytest.approx(0.5)
     # Without the labels only the investigators' own findings are left out: day 5 k1 -> 1, day 6 k2 -> 1.

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fraudstream.model.exceptions import SplitError
-from fraudstream.model.split import MICROS_PER_DAY, SplitConfig, split_masks, split_windows
+from fraudstream.model.split import SplitConfig, split_masks, split_windows
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 DAY = MICROS_PER_DAY

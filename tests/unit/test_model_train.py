@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from fraudstream.history import write_history
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, import_labeled, load_history, replay
+from fraudstream.model.dataset import LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build
 from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 
