@@ -10,14 +10,15 @@ import psycopg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fraudstream.backtest import backtest_metrics, check_output, load_scoring_history, run_score, window_bounds
 from fraudstream.commands._output import console, fail, table
 from fraudstream.config import get_settings
 from fraudstream.features.config import FeatureConfigError, load_feature_config
 from fraudstream.history import to_microseconds
-from fraudstream.model.exceptions import ModelError
+from fraudstream.model.exceptions import ImportFormatError, ModelError
 from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.registry import Registry
-from fraudstream.model.report import metrics_table, summary_table
+from fraudstream.model.report import metrics_grid, metrics_table, summary_table
 from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
 from fraudstream.training import DatabaseSource, build
@@ -28,6 +29,7 @@ _STAGES = {
     "simulate": "simulating history (hours)",
     "replay": "replaying features (events)",
     "train": "training models (LightGBM, logistic regression, seed forest)",
+    "score": "scoring (rows)",
 }
 
 
@@ -127,6 +129,61 @@ def train(
     console.print(f"published [bold]{version}[/]" + (" and promoted it to production" if promote else ""))
 
 
+def score(
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", help="History directory, or a CSV/Parquet file (docs/import-format.md; is_fraud optional).")] = None,
+    from_db: Annotated[bool, typer.Option(
+        "--from-db", help="Score the transactions table (labels from labels).")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")] = Path("scores.parquet"),
+    version: Annotated[str | None, typer.Option(
+        "--model", help="Model version, e.g. v0003 (default: production).")] = None,
+    window: Annotated[str | None, typer.Option(
+        "--window", help="Evaluate on the model's train, validation or test period only (test reproduces "
+        "`model show`).")] = None,
+    evaluate_from: Annotated[str | None, typer.Option("--evaluate-from", help="Evaluate from this ISO time.")] = None,
+    evaluate_to: Annotated[str | None, typer.Option("--evaluate-to", help="Evaluate up to this ISO time.")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=_DATE_FORMATS, rich_help_panel=_DB, help="With --from-db: 'now' in event time.")] = None,
+    history_days: Annotated[float | None, typer.Option("--history-days", rich_help_panel=_DB)] = None,
+    fraud_label_days: Annotated[float, typer.Option(
+        "--fraud-label-days", rich_help_panel=_DB)] = LabelMaturity.fraud_label_days,
+) -> None:
+    """Replay a history through the feature core and a model; write score, decision and reasons per transaction."""
+    settings = get_settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        check_output(out)
+        database = DatabaseSource(LabelMaturity(fraud_label_days), _utc_us(as_of), history_days) if from_db else None
+        history = load_scoring_history(input_path, database, settings)
+        with Progress(*columns, console=console) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            scored, scorer = run_score(settings, version, history, out, progress)
+        manifest = {**scorer.artifact.manifest, "version": scorer.model_version}
+        bounds = window_bounds(manifest, window, evaluate_from, evaluate_to)
+    except (ModelError, ImportFormatError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
+        raise fail(str(error)) from None
+    rows = len(scored.scores)
+    console.print(f"scored {rows:,} transactions with [bold]{scorer.model_version}[/] -> {out} "
+                  f"({scored.events_per_cpu_second:,.0f} events per CPU-second, replay and scoring)")
+    metrics = backtest_metrics(scored, scorer, bounds)
+    if metrics is None:
+        console.print("no labeled rows of both classes in the window: no metrics")
+        return
+    title = f"{scorer.model_version}: {window or 'labeled rows'} ({int(metrics['rows']):,} rows)"
+    shown = {"score (this run)": metrics}
+    if window == "test":  # the manifest holds the test period's figures: side by side
+        shown["model show (training)"] = manifest["metrics"]["model"]
+    console.print(metrics_grid(title, shown))
+    console.print(f"review rate {metrics['review_rate']:.2%}, block rate {metrics['block_rate']:.2%} "
+                  f"(thresholds {scorer.thresholds.review:.4f} / {scorer.thresholds.block:.4f})")
+
+
 @model_app.command("list")
 def list_models() -> None:
     """Published versions with their test metrics; * marks production."""
@@ -185,4 +242,5 @@ def default_model() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("score")(score)
     app.add_typer(model_app, name="model")
