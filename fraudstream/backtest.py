@@ -47,6 +47,7 @@ class ScoredHistory:
     history: LabeledHistory
     scores: pd.DataFrame
     replay: Replay
+    score_seconds: float
     score_cpu_seconds: float
     model_version: str
 
@@ -66,7 +67,7 @@ def score_history(history: LabeledHistory, scorer: Scorer, progress: StageProgre
     # A manifest without the partition count predates partitioned replay: it was trained on one state.
     replayed = replay(history, scorer.replay_partitions or 1, scorer.feature_config,
                       progress=lambda done, total: report("replay", done, total))
-    began_cpu = time.process_time()
+    began, began_cpu = time.perf_counter(), time.process_time()
     matrix = float_matrix(replayed.features, pd.Index(scorer.feature_names))
     total = matrix.shape[0]
     probability = np.empty(total)
@@ -94,7 +95,8 @@ def score_history(history: LabeledHistory, scorer: Scorer, progress: StageProgre
         "reasons": pd.Series(reasons, dtype=object).to_numpy(),
         "is_fraud": is_fraud,
     })
-    return ScoredHistory(history, scores, replayed, time.process_time() - began_cpu, scorer.model_version)
+    return ScoredHistory(history, scores, replayed, time.perf_counter() - began, time.process_time() - began_cpu,
+                         scorer.model_version)
 
 
 def window_bounds(manifest: dict[str, object], window: str | None, start: str | None = None,

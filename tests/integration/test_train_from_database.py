@@ -11,14 +11,16 @@ import psycopg
 import pytest
 
 from fraudstream import pipeline
+from fraudstream.backtest import backtest_metrics, load_scoring_history, score_history, window_bounds
 from fraudstream.config import Settings
 from fraudstream.features import FeatureRows
 from fraudstream.model.dataset import LabeledHistory, replay
 from fraudstream.model.maturity import LabelMaturity
+from fraudstream.model.metrics import METRIC_NAMES
 from fraudstream.model.registry import Registry
 from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
-from fraudstream.scoring import ScoreResult
+from fraudstream.scoring import Scorer, ScoreResult
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
 from fraudstream.store import history as stored_history
 from fraudstream.store import writer
@@ -66,8 +68,8 @@ def test_train_from_the_database_with_label_maturity(settings: Settings, scratch
     source = DatabaseSource(LabelMaturity(fraud_label_days=3, legitimate_label_days=8))
     config = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=3),
                          max_rounds=30, partitions=3)
-    version, result = build(tmp_path / "models", config=config, settings=settings.model_copy(
-        update={"database_url": scratch_url}), database=source)
+    stored_settings = settings.model_copy(update={"database_url": scratch_url})
+    version, result = build(tmp_path / "models", config=config, settings=stored_settings, database=source)
 
     manifest = Registry(tmp_path / "models").manifest(version)
     recorded = manifest["history"]
@@ -82,6 +84,16 @@ def test_train_from_the_database_with_label_maturity(settings: Settings, scratch
     # Features are the replay of the stored history: equal to replaying the simulated one.
     expected = replay(LabeledHistory(history.transactions, arrived.reset_index(drop=True)), partitions=3)
     pd.testing.assert_frame_equal(result.replay.features, expected.features)
+
+    # `score --from-db` replays the same rows and reproduces the test metrics; unknown labels stay empty.
+    scorer = Scorer(Registry(tmp_path / "models").load(version))
+    scored = score_history(load_scoring_history(None, source, stored_settings), scorer)
+    assert len(scored.scores) == len(history.transactions)
+    assert int(scored.scores["is_fraud"].isna().sum()) == recorded["rows_without_known_label"]
+    metrics = backtest_metrics(scored, scorer, window_bounds(manifest, "test"))
+    assert metrics is not None and metrics["rows"] == manifest["rows"]["test"]
+    for name in METRIC_NAMES:
+        assert metrics[name] == pytest.approx(manifest["metrics"]["model"][name], abs=1e-9), name
 
 
 def test_an_empty_database_says_what_to_do(settings: Settings, scratch_url: str, tmp_path: Path) -> None:
