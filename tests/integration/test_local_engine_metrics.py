@@ -13,7 +13,7 @@ from local_engine_harness import free_port, model_state_dir, new_run, scrape, st
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.events import partition_for
+from fraudstream.events.contract import partition_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
