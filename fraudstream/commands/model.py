@@ -19,7 +19,7 @@ from fraudstream.model.exceptions import ImportFormatError, ModelError
 from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_grid, metrics_table, summary_table
-from fraudstream.model.split import SplitConfig
+from fraudstream.model.split import SplitConfig, check_split
 from fraudstream.model.train import TrainConfig
 from fraudstream.training import DatabaseSource, build
 
@@ -114,6 +114,7 @@ def train(
             split = SplitConfig(burn_in_days=burn_in_days, gap_days=gap_days, validation_days=validation_days,
                                 test_days=test_days, train_days=train_days, train_start_us=_utc_us(train_start),
                                 train_end_us=_utc_us(train_end))
+            check_split(split)
             config = TrainConfig(split=split, partitions=partitions or settings.transactions_partitions,
                                  **({"features": features.config, "feature_config_version": features.version}
                                     if features is not None else {}))

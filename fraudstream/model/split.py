@@ -59,7 +59,8 @@ def _days(value: float) -> int:
     return round(value * MICROS_PER_DAY)
 
 
-def _check_lengths(split: SplitConfig) -> None:
+def check_split(split: SplitConfig) -> None:
+    """The checks that need no history (signs, exclusive options), so a command can fail before loading."""
     for option, value, low in (("--gap-days", split.gap_days, 0.0), ("burn-in days", split.burn_in_days, 0.0)):
         if value < low:
             raise SplitError(f"{option} must be 0 or more (got {value:g})")
@@ -78,7 +79,7 @@ def _check_lengths(split: SplitConfig) -> None:
 def split_windows(start_us: int, end_us: int, split: SplitConfig) -> dict[str, tuple[int, int]]:
     """Half-open ``[start, end)`` periods train / validation / test for a history spanning
     ``[start_us, end_us)``; a SplitError names the option to change when they do not fit."""
-    _check_lengths(split)
+    check_split(split)
     gap = _days(split.gap_days)
     earliest_train = start_us + _days(split.burn_in_days)
     train_end = split.train_end_us
