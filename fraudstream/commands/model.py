@@ -40,6 +40,13 @@ def _utc_us(moment: datetime | None) -> int | None:
     return to_microseconds(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
+def _maturity(fraud_label_days: float | None, legitimate_label_days: float | None) -> LabelMaturity:
+    """Label delays from the flags, else from the settings."""
+    settings = get_settings()
+    return LabelMaturity(settings.fraud_label_days if fraud_label_days is None else fraud_label_days,
+                         settings.legitimate_label_days if legitimate_label_days is None else legitimate_label_days)
+
+
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 _SPLIT = "split (days; see `fraudstream/model/split.py`)"
 _DB = "--from-db"
@@ -87,14 +94,14 @@ def train(
         help="'Now' in event time: labels after it are unknown (default: the newest stored transaction).")] = None,
     history_days: Annotated[float | None, typer.Option(
         "--history-days", rich_help_panel=_DB, help="Read only this many days before --as-of.")] = None,
-    fraud_label_days: Annotated[float, typer.Option(
+    fraud_label_days: Annotated[float | None, typer.Option(
         "--fraud-label-days", rich_help_panel=_DB,
         help="A fraud label arrives within this many days; unlabeled transactions count as legitimate "
-        "only after it, younger ones are left out.")] = LabelMaturity.fraud_label_days,
-    legitimate_label_days: Annotated[float, typer.Option(
+        "only after it, younger ones are left out. Default: FRAUDSTREAM_FRAUD_LABEL_DAYS (21).")] = None,
+    legitimate_label_days: Annotated[float | None, typer.Option(
         "--legitimate-label-days", rich_help_panel=_DB,
-        help="A legitimate label arrives within this many days; older unlabeled rows are reported as overdue.",
-    )] = LabelMaturity.legitimate_label_days,
+        help="A legitimate label arrives within this many days; older unlabeled rows are reported as overdue. "
+        "Default: FRAUDSTREAM_LEGITIMATE_LABEL_DAYS (45).")] = None,
 ) -> None:
     """Replay history through the feature core, train LightGBM and two baselines, publish a version."""
     if from_db and input_path is not None:
@@ -118,11 +125,11 @@ def train(
             config = TrainConfig(split=split, partitions=partitions or settings.transactions_partitions,
                                  **({"features": features.config, "feature_config_version": features.version}
                                     if features is not None else {}))
-            database = DatabaseSource(LabelMaturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
+            database = DatabaseSource(_maturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
                                       history_days) if from_db else None
             version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings,
                                     database)
-        except (ModelError, FeatureConfigError, FileNotFoundError, psycopg.OperationalError) as error:
+        except (ModelError, FeatureConfigError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
             raise fail(str(error)) from None
     manifest = {**result.manifest, "version": version}
     console.print(metrics_table(manifest))
@@ -146,15 +153,15 @@ def score(
     as_of: Annotated[datetime | None, typer.Option(
         "--as-of", formats=_DATE_FORMATS, rich_help_panel=_DB, help="With --from-db: 'now' in event time.")] = None,
     history_days: Annotated[float | None, typer.Option("--history-days", rich_help_panel=_DB)] = None,
-    fraud_label_days: Annotated[float, typer.Option(
-        "--fraud-label-days", rich_help_panel=_DB)] = LabelMaturity.fraud_label_days,
+    fraud_label_days: Annotated[float | None, typer.Option(
+        "--fraud-label-days", rich_help_panel=_DB, help="Default: FRAUDSTREAM_FRAUD_LABEL_DAYS (21).")] = None,
 ) -> None:
     """Replay a history through the feature core and a model; write score, decision and reasons per transaction."""
     settings = get_settings()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         check_output(out)
-        database = DatabaseSource(LabelMaturity(fraud_label_days), _utc_us(as_of), history_days) if from_db else None
+        database = DatabaseSource(_maturity(fraud_label_days, None), _utc_us(as_of), history_days) if from_db else None
         history = load_scoring_history(input_path, database, settings)
         with Progress(*columns, console=console) as bar:
             tasks: dict[str, int] = {}
