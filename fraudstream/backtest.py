@@ -27,6 +27,7 @@ from fraudstream.events.contract import parse_time_us
 from fraudstream.features.columnar import float_matrix
 from fraudstream.model.dataset import LabeledHistory, Replay, load_history, replay
 from fraudstream.model.metrics import compromised_since, evaluate
+from fraudstream.model.promotion import PromotionDecision, PromotionRule, decide_promotion, recall_at_threshold
 from fraudstream.model.registry import Registry
 from fraudstream.scoring import Scorer
 from fraudstream.training import DatabaseSource, database_history
@@ -128,10 +129,32 @@ def backtest_metrics(scored: ScoredHistory, scorer: Scorer, bounds: tuple[int, i
     score = frame["score"].to_numpy()[rows]
     metrics = evaluate(y, score, time_us[rows], frame["account_id"].to_numpy(dtype=object)[rows],
                        compromised_since(scored.history.labels))
+    metrics["recall_at_review"] = recall_at_threshold(y, score, scorer.thresholds.review)
     metrics["review_rate"] = float((score >= scorer.thresholds.review).mean())
     metrics["block_rate"] = float((score >= scorer.thresholds.block).mean())
     metrics["rows"] = float(rows.sum())
+    metrics["fraud_rows"] = float(y.sum())
     return metrics
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Champion and challenger on the same rows, and what the promotion rule made of it."""
+
+    champion: dict[str, float] | None
+    challenger: dict[str, float] | None
+    decision: PromotionDecision
+
+
+def challenge(history: LabeledHistory, champion: Scorer, challenger: Scorer, bounds: tuple[int, int] | None,
+              rule: PromotionRule | None = None) -> Challenge:
+    """Score the same history with both models, evaluate both on the same labeled rows, apply the rule."""
+    metrics = [backtest_metrics(score_history(history, scorer), scorer, bounds) for scorer in (champion, challenger)]
+    if metrics[0] is None or metrics[1] is None:
+        return Challenge(metrics[0], metrics[1], PromotionDecision(False, (
+            "no labeled rows of both classes in the evaluation window; the champion stays",)))
+    decision = decide_promotion(metrics[0], metrics[1], int(metrics[0]["fraud_rows"]), rule)
+    return Challenge(metrics[0], metrics[1], decision)
 
 
 def check_output(out: Path) -> None:

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fraudstream.backtest import backtest_metrics, score_history, window_bounds, write_scores
+from fraudstream.backtest import backtest_metrics, challenge, score_history, window_bounds, write_scores
 from fraudstream.history import write_history
 from fraudstream.model.dataset import load_history
 from fraudstream.model.metrics import METRIC_NAMES
+from fraudstream.model.promotion import PromotionRule
 from fraudstream.model.registry import Registry
 from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig, build
@@ -95,3 +96,28 @@ def test_a_bad_output_name_or_window_is_refused_before_any_work(published: tuple
     assert done.returncode != 0 and ".parquet or .csv" in done.stdout + done.stderr
     with pytest.raises(ValueError, match="--window must be one of"):
         window_bounds({}, "holdout")
+
+
+def test_challenge_scores_both_models_on_the_same_rows_and_keeps_a_worse_or_equal_challenger(
+        published: tuple[Path, Path, str]) -> None:
+    history_dir, state_dir, version = published
+    history = load_history(history_dir)
+    weak_config = TrainConfig(split=SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4),
+                              max_rounds=2, num_leaves=2, early_stopping_rounds=1, partitions=4)
+    weak_version, _ = build(state_dir / "models", history, config=weak_config)
+    registry = Registry(state_dir / "models")
+    champion, weak = Scorer(registry.load(version)), Scorer(registry.load(weak_version))
+    bounds = window_bounds(champion.artifact.manifest, "test")
+    rule = PromotionRule(average_precision_margin=0.0, card_precision_margin=0.0, min_fraud_labels=1)
+
+    worse = challenge(history, champion, weak, bounds, rule)
+    assert worse.champion is not None and worse.challenger is not None
+    assert worse.champion["rows"] == worse.challenger["rows"] == champion.artifact.manifest["rows"]["test"]
+    assert worse.challenger["average_precision"] < worse.champion["average_precision"]
+    assert not worse.decision.promote and "not better" in worse.decision.reasons[0]
+
+    tie = challenge(history, champion, champion, bounds, rule)
+    assert tie.champion == tie.challenger and not tie.decision.promote
+
+    few = challenge(history, weak, champion, bounds, PromotionRule(min_fraud_labels=10_000))
+    assert not few.decision.promote and few.decision.reasons[0].startswith("too few fraud labels")
