@@ -106,7 +106,7 @@ def _counts(samples: Samples) -> tuple[int, int, int]:
 
 def hold(traffic: HoldTraffic, metrics_port: int, out: Console, processor_alive: Callable[[], bool],
          console_url: str | None) -> None:
-    """Run the hold phase until Ctrl-C/SIGTERM (KeyboardInterrupt) or until the processor exits."""
+    """Run the hold phase until Ctrl-C/SIGTERM (KeyboardInterrupt); the processor exiting meanwhile is an error."""
     where = f"; analyst console at {console_url}" if console_url else ""
     out.print(f"[bold]--keep[/]: producers, processor and analyst console keep running{where}; Ctrl-C stops "
               "everything")
@@ -129,7 +129,7 @@ def hold(traffic: HoldTraffic, metrics_port: int, out: Console, processor_alive:
                     time.monotonic() - began, *(now - before for now, before in zip(last, baseline, strict=True)),
                     producers_running=traffic.running(), producers=len(traffic.processes))))
                 time.sleep(1.0)
-        out.print("[red]the processor exited[/]; stopping")
+        raise RuntimeError("the processor exited during the hold phase; see its log")
     except KeyboardInterrupt:
         out.print("stopping")
     finally:

@@ -240,7 +240,10 @@ class Demo:
         end = self._simulated_end()
         start_us = self.live_start_us if end is None else int(end.timestamp() * 1_000_000) + 1
         traffic = HoldTraffic(self.settings, self.plan, start_us, self.time_scale, self.settings.state_dir)
-        hold(traffic, self.metrics_port, self.console, processor_alive, self.console_url)
+        try:
+            hold(traffic, self.metrics_port, self.console, processor_alive, self.console_url)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error} ({self.log_path})") from None
 
     def _produce(self, producer: LiveProducer, clock: SimulatedClock) -> None:
         self.producer_summaries.append(producer.run(self.duration_s, None, progress=False, clock=clock))
