@@ -40,6 +40,7 @@ from fraudstream.console.auth import create_user
 from fraudstream.console.server import BackgroundConsole
 from fraudstream.services import postgres
 from fraudstream.store.schema import migrate
+from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).parent / "results" / "bench_console.json"
 DATABASE = "fraudstream_bench_console"
@@ -122,7 +123,7 @@ def prepare(url: str, rows: int, refill: bool, out: Console) -> None:
         have = connection.execute("SELECT count(*) FROM transactions").fetchone()[0]
         if have >= rows:
             return
-        event_step = 30 * 86_400 * 1_000_000 // rows
+        event_step = 30 * MICROS_PER_DAY // rows
         written_from = datetime.now(UTC) - timedelta(days=30)
         with Progress(console=out) as progress:
             task = progress.add_task(f"filling {rows:,} rows", total=rows, completed=have)

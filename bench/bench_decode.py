@@ -1,5 +1,5 @@
 """Decode + validate throughput (events/s, CPU and wall): the per-record reference path against the
-vectorized path of ``events.decode_transactions``, batches of 100 and 5,000, all valid and 1 % invalid.
+vectorized path of ``fast_decode.decode_transactions``, batches of 100 and 5,000, all valid and 1 % invalid.
 
     .venv/bin/python bench/bench_decode.py [--seconds 2] [--rounds 3]
 
@@ -24,16 +24,16 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream import events
+from fraudstream.events import contract, fast_decode
 from fraudstream.simulate.live import Mode, TrafficSource, stamp_events
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 
 RESULTS = Path(__file__).parent / "results" / "bench_decode.json"
 BATCH_SIZES = (100, 5_000)
 INVALID_SHARE = 0.01
-PATHS: dict[str, Callable[[Sequence[bytes | None]], events.DecodedBatch]] = {
-    "per-record (old)": events.decode_transactions_per_record,
-    "vectorized (new)": events.decode_transactions,
+PATHS: dict[str, Callable[[Sequence[bytes | None]], contract.DecodedBatch]] = {
+    "per-record (old)": contract.decode_transactions_per_record,
+    "vectorized (new)": fast_decode.decode_transactions,
 }
 
 
@@ -64,7 +64,7 @@ def spoil(payloads: list[bytes], share: float) -> list[bytes]:
     return broken
 
 
-def measure(decode: Callable[[Sequence[bytes | None]], events.DecodedBatch], batches: list[list[bytes]],
+def measure(decode: Callable[[Sequence[bytes | None]], contract.DecodedBatch], batches: list[list[bytes]],
             seconds: float) -> dict[str, float]:
     count = calls = 0
     began, began_cpu = time.perf_counter(), time.process_time()

@@ -25,9 +25,9 @@ from fraudstream.features import FeatureState, replay_partitioned
 from fraudstream.features.replay import partitions_of
 from fraudstream.model.dataset import LabeledHistory, replay
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).parent / "results" / "bench_features.json"
-MICROS_PER_DAY = 86_400 * 1_000_000
 
 
 def timed(run: callable, events: int) -> dict[str, float]:  # type: ignore[valid-type]

@@ -38,10 +38,12 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from local_engine_harness import count_rows, model_state_dir, new_run, stop, wait_for_rows
 
-from fraudstream import events, kafka
+from fraudstream import kafka
 from fraudstream.config import get_settings
+from fraudstream.events import contract
 from fraudstream.services import manager
 from fraudstream.store.schema import migrate
+from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).with_name("results")
 console = Console()
@@ -57,7 +59,7 @@ REASONS: dict[str, str] = {
     "not a string": r"\w+ must be a string, got \w+$",
     "length": r"\w+ must have 1 to 64 characters$",
     "invalid format": r"(currency|country|merchant_category) has an invalid format: ",
-    "NUL character": re.escape(events.NUL_REASON) + "$",
+    "NUL character": re.escape(contract.NUL_REASON) + "$",
     "not a number": r"\w+ must be a number, got \w+$",
     "not finite": r"\w+ must be finite$",
     "out of range": r"\w+ must be >=? -?[\d.e+]+ and <= [\d.e+]+, got ",
@@ -66,7 +68,7 @@ REASONS: dict[str, str] = {
     "not a real date": r"(event_time|labeled_at) is not a real date: ",
     "outside 2000-2100": r"(event_time|labeled_at) must lie between 2000 and 2100$",
     "is_fraud": r"is_fraud must be true or false$",
-    "event_time_in_future": events.EVENT_TIME_IN_FUTURE + r": event_time ",
+    "event_time_in_future": contract.EVENT_TIME_IN_FUTURE + r": event_time ",
 }
 
 
@@ -78,7 +80,6 @@ def category(reason: str) -> str:
 
 
 NOW_US = time.time_ns() // 1000
-DAY_US = 86_400 * 1_000_000
 CHARACTERS = st.characters(codec="utf-8")  # what JSON text can carry (no unpaired surrogates)
 ID_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=64)
 JSON_SCALARS = st.one_of(
@@ -88,19 +89,19 @@ JSON_SCALARS = st.one_of(
     st.sampled_from(["", "EUR", "eur", "EUR\n", "online", "credit_card", "2026-02-30T00:00:00Z", "x" * 65]))
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(CHARACTERS, max_size=6), inner, max_size=3), max_leaves=5)
-TIMES_US = st.one_of(st.integers(NOW_US - 60 * DAY_US, NOW_US),  # recent: scored
-                     st.integers(events.parse_time_us("2000-01-01T00:00:00Z"), NOW_US),  # late, still scored
-                     st.integers(NOW_US + DAY_US, events.parse_time_us("2099-12-31T00:00:00Z")))  # wrong clock
+TIMES_US = st.one_of(st.integers(NOW_US - 60 * MICROS_PER_DAY, NOW_US),  # recent: scored
+                     st.integers(contract.parse_time_us("2000-01-01T00:00:00Z"), NOW_US),  # late, still scored
+                     st.integers(NOW_US + MICROS_PER_DAY, contract.parse_time_us("2099-12-31T00:00:00Z")))  # bad clock
 
 
 @st.composite
 def valid_event(draw: st.DrawFn) -> dict[str, Any]:
     return {
-        "schema_version": 1, "transaction_id": "", "event_time": events.format_time_us(draw(TIMES_US)),
+        "schema_version": 1, "transaction_id": "", "event_time": contract.format_time_us(draw(TIMES_US)),
         "account_id": draw(ID_TEXT), "amount": draw(st.floats(0.01, 10_000_000)), "currency": "EUR",
         "merchant_id": draw(ID_TEXT), "merchant_category": draw(st.from_regex(r"[a-z0-9_]{1,40}", fullmatch=True)),
-        "payment_method": draw(st.sampled_from(events.PAYMENT_METHODS)),
-        "channel": draw(st.sampled_from(events.CHANNELS)),
+        "payment_method": draw(st.sampled_from(contract.PAYMENT_METHODS)),
+        "channel": draw(st.sampled_from(contract.CHANNELS)),
         "country": "DE", "latitude": draw(st.floats(-90, 90)), "longitude": draw(st.floats(-180, 180)),
         "device_id": draw(ID_TEXT),
     }
@@ -110,7 +111,7 @@ def valid_event(draw: st.DrawFn) -> dict[str, Any]:
 def valid_label(draw: st.DrawFn) -> dict[str, Any]:
     return {"transaction_id": "", "account_id": draw(st.none() | ID_TEXT), "merchant_id": draw(st.none() | ID_TEXT),
             "is_fraud": draw(st.booleans()), "scenario": draw(st.none() | ID_TEXT),
-            "labeled_at": events.format_time_us(draw(st.integers(NOW_US - 60 * DAY_US, NOW_US)))}
+            "labeled_at": contract.format_time_us(draw(st.integers(NOW_US - 60 * MICROS_PER_DAY, NOW_US)))}
 
 
 @st.composite
@@ -140,7 +141,7 @@ def message(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]]) -> tuple[d
     elif kind == "utf8":
         payload = payload[:-1] + b',"x":"' + draw(st.binary(min_size=1, max_size=8)) + b'"}'
     elif kind == "oversized":
-        size = draw(st.integers(events.MAX_EVENT_BYTES, 4 * events.MAX_EVENT_BYTES))
+        size = draw(st.integers(contract.MAX_EVENT_BYTES, 4 * contract.MAX_EVENT_BYTES))
         payload = payload[:-1] + b',"x":"' + b"y" * size + b'"}'
     return value, payload
 
@@ -169,7 +170,7 @@ def with_ids(payloads: list[bytes], prefix: str) -> list[bytes]:
     out = []
     for number, payload in enumerate(payloads):
         try:
-            value = orjson.loads(payload) if len(payload) <= events.MAX_EVENT_BYTES else None
+            value = orjson.loads(payload) if len(payload) <= contract.MAX_EVENT_BYTES else None
         except orjson.JSONDecodeError:
             value = None
         if isinstance(value, dict) and value.get("transaction_id") == "" and payload.count(b'"transaction_id"') == 1:
@@ -180,16 +181,16 @@ def with_ids(payloads: list[bytes], prefix: str) -> list[bytes]:
 
 def predicted(payloads: list[bytes], source: str, sent_at_us: int) -> list[str | None]:
     """Each message's reason category, None when it is valid (the reference validator; the time bound)."""
-    validate = events.validate_transaction if source == "transactions" else events.validate_label
+    validate = contract.validate_transaction if source == "transactions" else contract.validate_label
     fates: list[str | None] = []
     for payload in payloads:
         try:
-            values = validate(events.decode_json(payload))
-        except events.InvalidEvent as error:
+            values = validate(contract.decode_json(payload))
+        except contract.InvalidEvent as error:
             fates.append(category(str(error)))
             continue
         future = source == "transactions" and values[1] > sent_at_us + 300 * 1_000_000
-        fates.append(events.EVENT_TIME_IN_FUTURE if future else None)
+        fates.append(contract.EVENT_TIME_IN_FUTURE if future else None)
     return fates
 
 

@@ -52,7 +52,7 @@ from rich.table import Table
 from fraudstream import kafka, pipeline
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
-from fraudstream.events import partition_for, transaction_to_dict
+from fraudstream.events.contract import partition_for, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.probes import NotReady, wait_until_assigned
 from fraudstream.scoring import Scorer
@@ -182,13 +182,8 @@ def produce(settings: Settings, events: list[dict[str, object]], prefix: str, ra
         account = str(event["account_id"])
         event = {**event, "transaction_id": f"{prefix}{number}"}
         sent_at[number] = time.time()
-        while True:
-            try:
-                producer.produce(settings.transactions_topic, key=account.encode(), value=orjson.dumps(event),
-                                 partition=partition_for(account, partitions))
-                break
-            except BufferError:
-                producer.poll(0.01)
+        kafka.produce(producer, settings.transactions_topic, orjson.dumps(event), account.encode(),
+                      partition=partition_for(account, partitions))
         producer.poll(0)
     producer.flush(60)
     return sent_at

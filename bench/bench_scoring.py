@@ -27,6 +27,7 @@ from fraudstream.model.examples import publish_example_model
 from fraudstream.model.registry import Registry
 from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).parent / "results" / "bench_scoring.json"
 BATCH_SIZES = (1, 100, 10_000)
@@ -58,7 +59,7 @@ def main() -> None:
     history = simulate_history(3)
     labeled = LabeledHistory(history.transactions, history.labels)
     features = replay(labeled, get_settings().transactions_partitions, scorer.feature_config).features
-    last_day = history.transactions["event_time_us"] >= history.end_us - 86_400 * 1_000_000
+    last_day = history.transactions["event_time_us"] >= history.end_us - MICROS_PER_DAY
     features = features[last_day.to_numpy()]
 
     load = os.getloadavg()[0]

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from fraudstream import kafka
 from fraudstream.config import get_settings
-from fraudstream.simulate.backfill import simulate_history, write_history
+from fraudstream.history import write_history
+from fraudstream.simulate.backfill import simulate_history
 from fraudstream.simulate.live import produce_live
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,4 +1,5 @@
-"""Kafka plumbing shared by every command: client factories, topic creation, dead-letter publishing."""
+"""Kafka plumbing shared by every command: client factories, topic creation, producing with backpressure,
+dead-letter publishing."""
 
 from __future__ import annotations
 
@@ -183,6 +184,26 @@ def describe_topics(settings: Settings, names: list[str] | None = None) -> dict[
     return {name: len(meta.partitions) for name, meta in topics.items() if names is None or name in names}
 
 
+def produce(producer_: Producer, topic: str, value: bytes | None, key: bytes | None = None, *,
+            partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+            on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """Produce one message, waiting for room in the producer's local queue when it is full: backpressure,
+    never loss (librdkafka raises BufferError instead of blocking; serving delivery reports frees room)."""
+    options: dict[str, Any] = {}
+    if partition is not None:
+        options["partition"] = partition
+    if headers is not None:
+        options["headers"] = headers
+    if on_delivery is not None:
+        options["on_delivery"] = on_delivery
+    while True:
+        try:
+            producer_.produce(topic, value, key, **options)
+            return
+        except BufferError:
+            producer_.poll(0.05)
+
+
 def publish_dead_letters(
     producer_: Producer, topic: str, items: list[tuple[bytes | None, bytes | None, str, Mapping[str, str]]], *,
     on_delivery: Callable[[KafkaError | None, Message], None],
@@ -193,4 +214,4 @@ def publish_dead_letters(
     for key, value, reason, provenance in items:
         headers = [("dlq.reason", reason.encode())]
         headers += [(f"dlq.{name}", str(text).encode()) for name, text in provenance.items()]
-        producer_.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+        produce(producer_, topic, value, key, headers=headers, on_delivery=on_delivery)

@@ -88,6 +88,8 @@ class EngineMetrics:
                            registry=self.registry)
         self.dead_letters = Counter("fraudstream_dead_letters", "Events and labels sent to the dead-letter topic, "
                                     "by kind of reason.", ["reason"], registry=self.registry)
+        self.state_keys = Gauge("fraudstream_state_keys", "Keys held in the feature state, by kind (account, "
+                                "merchant); idle keys are evicted after their TTL.", ["kind"], registry=self.registry)
         self.label_lag = Gauge("fraudstream_label_lag", "Labels not yet read, per partition of the labels topic.",
                                ["partition"], registry=self.registry)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
@@ -125,6 +127,10 @@ class EngineMetrics:
         self.consumer_lag.clear()
         for partition, lag in lag_by_partition.items():
             self.consumer_lag.labels(str(partition)).set(lag)
+
+    def set_state_keys(self, accounts: int, merchants: int) -> None:
+        self.state_keys.labels("account").set(accounts)
+        self.state_keys.labels("merchant").set(merchants)
 
     def observe_dead_letters(self, reasons: Iterable[str]) -> None:
         for reason in reasons:

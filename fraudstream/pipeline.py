@@ -16,14 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.events import (
+from fraudstream.events.contract import (
     TRANSACTION_COLUMNS,
     DecodedBatch,
     Rejected,
-    decode_transactions,
     format_time_us,
     reject_future_events,
 )
+from fraudstream.events.fast_decode import decode_transactions
 
 if TYPE_CHECKING:
     from fraudstream.features import FeatureRows

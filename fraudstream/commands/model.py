@@ -13,7 +13,8 @@ from fraudstream.config import get_settings
 from fraudstream.model.exceptions import ModelError
 from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_table, summary_table
-from fraudstream.model.train import TrainConfig, build
+from fraudstream.model.train import TrainConfig
+from fraudstream.training import build
 
 model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
 
@@ -54,7 +55,7 @@ def train(
         try:
             settings = get_settings()
             config = TrainConfig(partitions=partitions or settings.transactions_partitions)
-            version, result = build(settings.models_dir, input_path, days, promote, config, progress)
+            version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings)
         except (ModelError, FileNotFoundError) as error:
             raise fail(str(error)) from None
     manifest = {**result.manifest, "version": version}

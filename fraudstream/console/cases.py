@@ -29,7 +29,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg.rows import dict_row
 
-from fraudstream.events import InvalidEvent, encode, format_time_us, validate_label
+from fraudstream.events.contract import InvalidEvent, encode, format_time_us, validate_label
 
 VERDICTS = ("fraud", "legitimate", "escalate")
 ORDERS = ("newest", "score")

@@ -6,7 +6,8 @@ import logging
 
 from fraudstream.config import Settings
 from fraudstream.model.registry import Registry
-from fraudstream.model.train import SplitConfig, TrainConfig, build
+from fraudstream.model.train import SplitConfig, TrainConfig
+from fraudstream.training import build
 
 log = logging.getLogger(__name__)
 

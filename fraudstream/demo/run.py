@@ -41,9 +41,9 @@ from fraudstream.simulate.live import (
     time_scale_for,
     warm_up_together,
 )
-from fraudstream.simulate.population import MICROS_PER_DAY
 from fraudstream.store.groups import forget_consumer_group
 from fraudstream.store.schema import migrate
+from fraudstream.timeunits import MICROS_PER_DAY
 
 log = logging.getLogger(__name__)
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import pandas as pd
 from confluent_kafka import Producer
 
-from fraudstream.events import encode, partition_for, transaction_to_dict
+from fraudstream.events.contract import encode, partition_for, transaction_to_dict
+from fraudstream.kafka import produce
 
 
 def publish_frame(producer: Producer, topic: str, frame: pd.DataFrame, partitions: int) -> int:
     """Produce every row of a TRANSACTION_COLUMNS frame in order; returns the count (call flush after)."""
     for row in frame.itertuples(index=False):
-        while True:
-            try:
-                producer.produce(topic, key=row.account_id.encode(), value=encode(transaction_to_dict(row)),
-                                 partition=partition_for(row.account_id, partitions))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, encode(transaction_to_dict(row)), row.account_id.encode(),
+                partition=partition_for(row.account_id, partitions))
         producer.poll(0)
     return len(frame)

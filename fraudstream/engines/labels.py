@@ -18,7 +18,7 @@ from confluent_kafka import TopicPartition
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.events import decode_labels
+from fraudstream.events.contract import decode_labels
 from fraudstream.features.partitioned import PartitionedFeatureState
 from fraudstream.pipeline import DeadLetter, dead_letters
 

@@ -630,6 +630,7 @@ class LocalEngine:
                 lag[partition] = max(0, high - state.position)
         self.metrics.set_lag(lag)
         self.metrics.set_label_lag(self.labels.lag())
+        self.metrics.set_state_keys(len(self.features.accounts.store), len(self.features.merchants.store))
 
     def _probe_kafka(self) -> None:
         """During a broker outage, one metadata request: ends the outage once the broker answers, even when

@@ -45,7 +45,7 @@ from pyspark.sql.types import BinaryType, LongType, StringType, StructField, Str
 from fraudstream import pipeline
 from fraudstream.config import Settings
 from fraudstream.engines import spark_sink
-from fraudstream.events import decode_labels
+from fraudstream.events.contract import decode_labels
 from fraudstream.features import FeatureConfig, FeatureState
 
 #: Grouping key (LongType): stands for one transactions partition (labels: every partition's key).

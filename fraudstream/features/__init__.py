@@ -1,6 +1,6 @@
 """The feature core: stateful features shared by training and both engines. No Kafka, Spark or DB.
 
-Local engine / training replay::
+::
 
     state = FeatureState(config)          # or FeatureState.restore(blob) after a restart
     state.apply_labels(labels_frame)      # whenever labels arrive (LABEL_COLUMNS)
@@ -8,29 +8,16 @@ Local engine / training replay::
     blob = state.snapshot()               # at a checkpoint (npz of plain arrays, no pickle)
 
 Both engines keep one FeatureState per Kafka partition of the transactions topic and apply labels
-to all of them (the local engine holds its partitions in one PartitionedFeatureState, so a micro-batch
-is one call, and snapshots each partition as a FeatureState); training and benchmarks replay history
-the same way::
+to all of them: the local engine holds its partitions in one PartitionedFeatureState (one call per
+micro-batch, snapshots per partition as a FeatureState), the Spark job one FeatureState per partition
+in its state store. Training and benchmarks replay history through the same split::
 
     features = replay_partitioned(transactions, labels, config, partitions)  # aligned to transactions
 
-Spark engine (per-key alternative): the same code, split by key. Account features run inside
-``applyInPandasWithState`` grouped by ``account_id`` with a single BinaryType state field::
-
-    frame, blob = AccountFeatures.step(config, account_id, state_blob_or_None, events)
-    # frame: ACCOUNT_FEATURE_NAMES + is_late, same index/order as events
-
-and merchant features in a second stateful operator grouped by ``merchant_id`` over the
-transactions and the labels of that merchant::
-
-    frame, blob = MerchantFeatures.step(config, merchant_id, state_blob_or_None, events, labels)
-    # frame: MERCHANT_FEATURE_NAMES, same index/order as events; labels are applied first
-
-Join both on ``transaction_id`` and order columns as FEATURE_NAMES. Every sum is over integers, so
-the result does not depend on how events are grouped into batches: a mixed batch, one account at a
-time, or one event at a time give bit-identical features (as long as events arrive within the
-allowed lateness). Keys idle past their TTL (FeatureConfig.account_ttl_s / merchant_ttl_s, event
-time) start fresh on their next event; Spark can drop such state with an event-time timeout.
+Every sum is over integers, so the result does not depend on how events are cut into batches or
+which other keys share a state (as long as events arrive within the allowed lateness). Keys idle
+past their TTL (FeatureConfig.account_ttl_s / merchant_ttl_s, event time) start fresh on their next
+event.
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 from fraudstream.features import columnar as col
-from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, account_feature_names, window_label
+from fraudstream.features.config import FeatureConfig, account_feature_names, window_label
 from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND
 
 SCALARS = np.dtype(
     [
@@ -55,8 +56,6 @@ NOVELTY_COLUMNS = ("merchant_id", "device_id", "country", "payment_method")
 #: The batch columns account features read.
 COLUMNS = ("event_time_us", "account_id", "amount", "latitude", "longitude", "channel", *NOVELTY_COLUMNS)
 SQUARED_UNITS = 16.0
-MICROS_PER_HOUR = 3_600 * MICROS_PER_SECOND
-MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 
 _CHANNELS = {name: float(code) for code, name in enumerate(CHANNELS)}
@@ -89,17 +88,6 @@ class AccountFeatures:
         self.config = config
         self.names = account_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"history": 4, "seen": 4})
-
-    @classmethod
-    def step(
-        cls, config: FeatureConfig, account_id: str, state: bytes | None, events: pd.DataFrame
-    ) -> tuple[pd.DataFrame, bytes]:
-        """One account's events with its serialized state in, features and new state out (Spark)."""
-        features = cls(config)
-        if state is not None:
-            features.store.load_key(account_id, state)
-        frame = features.process(events)
-        return frame, features.store.dump_key(account_id)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names + is_late) for every row, in the batch's order; updates the state."""

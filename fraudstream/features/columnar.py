@@ -2,8 +2,8 @@
 
 Every sum is over integers (cents, micro-degrees, counts), so a result depends only on the rows of
 its own group, never on float rounding across groups or on how events were cut into batches. That is
-what lets the local engine (mixed batches) and the Spark engine (one account at a time) agree bit for
-bit.
+what lets training replays, the local engine and the Spark engine, each cutting the stream
+differently, agree bit for bit.
 """
 
 from __future__ import annotations

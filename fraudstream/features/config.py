@@ -12,7 +12,6 @@ from typing import Any
 #: Bump whenever a feature's definition changes: a model trained on other code must not be served.
 FEATURE_CODE_VERSION = "1"
 
-MICROS_PER_SECOND = 1_000_000
 
 
 def window_label(seconds: int) -> str:
@@ -105,5 +104,5 @@ def feature_names(config: FeatureConfig) -> tuple[str, ...]:
 
 
 FEATURE_NAMES: tuple[str, ...] = feature_names(FeatureConfig())
-#: Integer-coded categoricals (codes are positions in fraudstream.events.CHANNELS / PAYMENT_METHODS).
+#: Integer-coded categoricals (codes are positions in events.contract.CHANNELS / PAYMENT_METHODS).
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel_code", "payment_method_code")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS
+from fraudstream.events.contract import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
 #: 2026-01-01T00:00:00Z, a Thursday.
 ORIGIN_US = 1_767_225_600_000_000

@@ -8,7 +8,7 @@ class FeatureError(Exception):
 
 
 class StateFormatError(FeatureError):
-    """A snapshot or per-key state blob that this code cannot read (wrong format or version)."""
+    """A state snapshot that this code cannot read (wrong format or version)."""
 
 
 class MissingColumnsError(FeatureError, ValueError):

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.features import columnar as col
-from fraudstream.features.config import MICROS_PER_SECOND, FeatureConfig, merchant_feature_names, window_label
+from fraudstream.features.config import FeatureConfig, merchant_feature_names, window_label
 from fraudstream.features.store import NO_TIME, KeyedStore
+from fraudstream.timeunits import MICROS_PER_SECOND
 
 SCALARS = np.dtype([("watermark_us", "<i8"), ("folded_label_count", "<i8"), ("folded_fraud_count", "<i8")])
 DEFAULT = (NO_TIME, 0, 0)
@@ -38,27 +39,6 @@ class MerchantFeatures:
         self.config = config
         self.names = merchant_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
-
-    @classmethod
-    def step(
-        cls,
-        config: FeatureConfig,
-        merchant_id: str,
-        state: bytes | None,
-        events: pd.DataFrame,
-        labels: pd.DataFrame | None = None,
-    ) -> tuple[pd.DataFrame, bytes]:
-        """One merchant's labels and events with its serialized state in, features and state out.
-
-        Labels are applied before the events (they only affect events at or after labeled_at).
-        """
-        features = cls(config)
-        if state is not None:
-            features.store.load_key(merchant_id, state)
-        if labels is not None and len(labels):
-            features.apply_labels(labels)
-        frame = features.process(events)
-        return frame, features.store.dump_key(merchant_id)
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Remember labels (deduplicated per transaction) until events pass their labeled_at."""

@@ -1,7 +1,7 @@
 """Replaying history exactly as the engines see it: one FeatureState per Kafka partition.
 
 Both engines keep one FeatureState per partition of ``raw_transactions`` (accounts are keyed to
-partitions with ``fraudstream.events.partition_for``) and apply every label to every partition
+partitions with ``events.contract.partition_for``) and apply every label to every partition
 state. Account features do not care, but merchant features only see the partition's share of a
 merchant's traffic. Training, dataset building and benchmarks replay through this one function so
 the features a model learns from are those it is served with.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import partition_for
+from fraudstream.events.contract import partition_for
 from fraudstream.features.config import FeatureConfig
 from fraudstream.features.state import FeatureState
 

@@ -12,10 +12,11 @@ import pandas as pd
 
 from fraudstream.features import columnar as col
 from fraudstream.features.account import AccountFeatures
-from fraudstream.features.config import FEATURE_CODE_VERSION, MICROS_PER_SECOND, FeatureConfig, feature_names
+from fraudstream.features.config import FEATURE_CODE_VERSION, FeatureConfig, feature_names
 from fraudstream.features.exceptions import MissingColumnsError, StateFormatError
 from fraudstream.features.merchant import MerchantFeatures
 from fraudstream.features.store import NO_TIME, KeyedStore
+from fraudstream.timeunits import MICROS_PER_HOUR, MICROS_PER_SECOND
 
 REQUIRED_COLUMNS = (
     "transaction_id",
@@ -32,7 +33,7 @@ REQUIRED_COLUMNS = (
 )
 SNAPSHOT_FORMAT = 1
 #: Idle keys are swept at most once per hour of event time (expiry itself is exact: see store.expire).
-SWEEP_INTERVAL_US = 3_600 * MICROS_PER_SECOND
+SWEEP_INTERVAL_US = MICROS_PER_HOUR
 
 
 @dataclass(frozen=True)

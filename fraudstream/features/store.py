@@ -3,8 +3,7 @@
 Accounts and merchants both use it. A batch touches only the keys it contains (cost grows with the
 batch, not with the population): every table lives in one arena array where each key owns a block
 of rows, so reading or rewriting the tables of a thousand keys is a few vectorized gathers and
-scatters instead of a thousand small arrays. One key's state still serializes on its own to bytes
-for the Spark engine's per-group state. Everything is fixed-dtype NumPy: no pickle anywhere.
+scatters instead of a thousand small arrays. Everything is fixed-dtype NumPy: no pickle anywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import numpy as np
 
 from fraudstream.features.exceptions import StateFormatError
 
-_KEY_MAGIC = b"FSK1"
 #: "Never": far enough from int64 limits that subtracting a window cannot overflow.
 NO_TIME = -(2**62)
 FAR_FUTURE = 2**62
@@ -216,34 +214,6 @@ class KeyedStore:
                 raise StateFormatError(f"snapshot table {prefix}.{name} has shape {rows.shape}")
             lengths = arrays[f"{prefix}.{name}.lengths"]
             self.scatter(name, slots, rows, np.repeat(np.arange(slots.size), lengths))
-
-    # -- one key as bytes (Spark per-group state) ----------------------------------------------
-    def dump_key(self, key: str) -> bytes:
-        """One key's state: magic, scalar record, then each table as int64 length + raw rows."""
-        slot = self.index[key]
-        parts = [_KEY_MAGIC, self.scalars[slot : slot + 1].tobytes()]
-        for name in self.table_columns:
-            rows = self.rows(name, key)
-            parts += [np.int64(len(rows)).tobytes(), rows.tobytes()]
-        return b"".join(parts)
-
-    def load_key(self, key: str, blob: bytes) -> None:
-        """Install one key's state from dump_key bytes (replacing what the store had)."""
-        if blob[:4] != _KEY_MAGIC:
-            raise StateFormatError("per-key state blob has an unknown format")
-        offset = 4
-        record = np.frombuffer(blob, dtype=self.scalar_dtype, count=1, offset=offset)
-        offset += self.scalar_dtype.itemsize
-        slots = self.slots(np.array([key], dtype=object))
-        self.scalars[slots[0]] = record[0]
-        for name, columns in self.table_columns.items():
-            count = int(np.frombuffer(blob, dtype=np.int64, count=1, offset=offset)[0])
-            offset += 8
-            values = np.frombuffer(blob, dtype=np.int64, count=count * columns, offset=offset)
-            self.scatter(name, slots, values.reshape(count, columns), np.zeros(count, dtype=np.int64))
-            offset += count * columns * 8
-        if offset != len(blob):
-            raise StateFormatError("per-key state blob has trailing bytes")
 
     @staticmethod
     def _check(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudstream.events import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
+from fraudstream.events.contract import LABEL_COLUMNS, TRANSACTION_COLUMNS, parse_time_us
 from fraudstream.features import FeatureConfig, FeatureState, StateStats
 from fraudstream.features.replay import REPLAY_CHUNK_EVENTS, Progress, replay_partitioned
+from fraudstream.history import read_history
 from fraudstream.model.exceptions import ImportFormatError
-
-MICROS_PER_DAY = 86_400 * 1_000_000
+from fraudstream.timeunits import MICROS_PER_DAY
 
 #: Optional import columns and the value used when a file lacks them (docs/import-format.md).
 IMPORT_DEFAULTS: dict[str, object] = {
@@ -71,11 +71,9 @@ class Replay:
 
 
 def load_history(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
-    """A backfill directory (transactions.parquet + labels.parquet) or one CSV/Parquet import file."""
+    """A history directory (fraudstream.history format) or one CSV/Parquet import file."""
     path = Path(path)
     if path.is_dir():
-        from fraudstream.simulate.backfill import read_history
-
         history = read_history(path)
         return LabeledHistory(history.transactions, history.labels)
     return import_labeled(path, label_delay_days)

@@ -21,3 +21,7 @@ class ImportFormatError(ModelError, ValueError):
 
 class NotEnoughData(ModelError, ValueError):
     """The history is too short or has no fraud in a split."""
+
+
+class SplitError(ModelError, ValueError):
+    """Split options that do not fit together or do not fit the history; the message names the option."""

@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import scipy.sparse
 
-from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 
 _UNIT_WORDS = {"min": "minutes", "h": "hours", "d": "days", "s": "seconds"}
 _WINDOW = re.compile(r"^(?P<stem>.+)_(?P<size>\d+)(?P<unit>min|h|d|s)$")

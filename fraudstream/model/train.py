@@ -1,20 +1,12 @@
-"""Model build: replay history through the feature core, split by time, train, compare, publish.
-
-Timeline of a history (days from its first event)::
-
-    | burn-in | train ............ | gap | validation | gap | test ...... |
-
-Burn-in rows only warm the feature state (their features lack history). The gaps stand for label
-delay: a model trained up to day T is only used after its labels and validation are in, so the rows
-right after the training period are never evaluated. Validation picks the number of boosting rounds
-and the cost thresholds; test, the latest period, is held out for the reported metrics.
+"""Model build: replay history through the feature core, split by time (fraudstream.model.split), train
+LightGBM and two baselines, compare them on the held-out test period, choose thresholds, publish.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,17 +21,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from fraudstream.config import get_settings
-from fraudstream.events import format_time_us
+from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
-from fraudstream.model.dataset import MICROS_PER_DAY, LabeledHistory, Replay, load_history, replay
+from fraudstream.model.dataset import LabeledHistory, Replay, replay
 from fraudstream.model.exceptions import NotEnoughData
-from fraudstream.model.metrics import evaluate
+from fraudstream.model.metrics import compromised_since, evaluate
 from fraudstream.model.registry import Registry
+from fraudstream.model.split import SplitConfig, split_masks
 from fraudstream.model.thresholds import CostSetting, Thresholds, choose_thresholds
 
 #: The seed project's model: a random forest on four hand-picked columns.
-MICROS_PER_HOUR = MICROS_PER_DAY // 24
 SEED_FEATURES = ("amount", "hour_of_day", "account_age_days", "account_transaction_count_24h")
 MODEL_NAMES = ("model", "logistic_regression", "seed_random_forest")
 
@@ -48,22 +39,13 @@ StageProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    """Lengths in days; train gets whatever remains."""
-
-    burn_in_days: float = 2.0
-    gap_days: float = 1.0
-    validation_days: float = 4.0
-    test_days: float = 6.0
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     costs: CostSetting = field(default_factory=CostSetting)
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    #: Partitions of the transactions topic the model will be served on: one feature state each.
-    partitions: int = field(default_factory=lambda: get_settings().transactions_partitions)
+    #: Partitions of the transactions topic the model will be served on: one feature state each. The
+    #: caller passes the serving topic's count (``Settings.transactions_partitions``); None is refused.
+    partitions: int | None = None
     max_rounds: int = 600
     early_stopping_rounds: int = 50
     learning_rate: float = 0.05
@@ -81,25 +63,6 @@ class TrainingResult:
     thresholds: Thresholds
     replay: Replay
     seconds: dict[str, float]
-
-
-def split_masks(event_time_us: np.ndarray, split: SplitConfig) -> dict[str, np.ndarray]:
-    """Boolean masks train / validation / test over rows, by event time."""
-    start, end = int(event_time_us.min()), int(event_time_us.max()) + 1
-    test_start = end - split.test_days * MICROS_PER_DAY
-    validation_end = test_start - split.gap_days * MICROS_PER_DAY
-    validation_start = validation_end - split.validation_days * MICROS_PER_DAY
-    train_end = validation_start - split.gap_days * MICROS_PER_DAY
-    train_start = start + split.burn_in_days * MICROS_PER_DAY
-    if train_end - train_start < MICROS_PER_DAY:
-        days = (end - start) / MICROS_PER_DAY
-        raise NotEnoughData(f"history spans {days:.1f} days: too short for this split ({asdict(split)})")
-    t = event_time_us
-    return {
-        "train": (t >= train_start) & (t < train_end),
-        "validation": (t >= validation_start) & (t < validation_end),
-        "test": t >= test_start,
-    }
 
 
 def _window(event_time_us: np.ndarray, mask: np.ndarray) -> dict[str, str]:
@@ -158,6 +121,9 @@ def train_model(
 ) -> TrainingResult:
     """Replay, train LightGBM and both baselines on the same split, evaluate on test, pick thresholds."""
     config = config or TrainConfig()
+    if config.partitions is None:
+        raise ValueError("TrainConfig.partitions: pass the partition count of the transactions topic "
+                         "the model will be served on")
     report = progress or (lambda stage, done, total: None)
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -200,8 +166,9 @@ def train_model(
         "seed_random_forest": lambda part: forest.predict_proba(x[part][list(SEED_FEATURES)].fillna(0.0))[:, 1],
     }
     test = masks["test"]
+    known = compromised_since(history.labels)
     metrics = {
-        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test])
+        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test], known)
         for name, predict in predictors.items()
     }
     thresholds = choose_thresholds(y["validation"], predictors["model"]("validation"), config.costs)
@@ -226,7 +193,7 @@ def train_model(
         "training": {
             "library": f"lightgbm {lgb.__version__}",
             "rounds": booster.num_trees(),
-            "split_days": asdict(config.split),
+            "split": config.split.to_dict(),
             "replay_events_per_second": features.events_per_second,
             "replay_events_per_cpu_second": features.cpu_events_per_second,
             "seconds": seconds,
@@ -235,32 +202,14 @@ def train_model(
     return TrainingResult(booster, manifest, metrics, thresholds, features, seconds)
 
 
-def simulated_history(days: int, seed: int = 7, progress: StageProgress | None = None) -> LabeledHistory:
-    """A fresh simulation of the default population (the simulator is optional at import time)."""
-    from fraudstream.simulate.backfill import simulate_history
-
-    total_us = days * MICROS_PER_DAY
-    done_us = [0]
-
-    def on_block(block_us: int, _: int) -> None:
-        done_us[0] += block_us
-        if progress is not None:
-            progress("simulate", min(done_us[0], total_us) // MICROS_PER_HOUR, total_us // MICROS_PER_HOUR)
-
-    history = simulate_history(days, seed=seed, on_block=on_block)
-    return LabeledHistory(history.transactions, history.labels)
-
-
 def build(
     models_dir: Path,
-    input_path: Path | None = None,
-    days: int = 30,
+    history: LabeledHistory,
     promote: bool = False,
     config: TrainConfig | None = None,
     progress: StageProgress | None = None,
 ) -> tuple[str, TrainingResult]:
-    """The `fraudstream train` command's work: load or simulate, train, publish, maybe promote."""
-    history = load_history(input_path) if input_path is not None else simulated_history(days, progress=progress)
+    """Train on a history, publish the version, maybe promote it."""
     result = train_model(history, config, progress)
     registry = Registry(models_dir)
     version = registry.publish(result.booster, result.manifest)

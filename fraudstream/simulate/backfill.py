@@ -1,29 +1,25 @@
-"""Backfills: weeks of simulated history written to Parquet as fast as NumPy allows.
+"""Backfills: weeks of simulated history, written in the history file format (fraudstream.history) as
+fast as NumPy allows.
 
-The model is trained on these files, so they must be reproducible: the same seed gives byte-identical
-Parquet (fixed writer options, no wall clock in the content), a different seed a different history.
+The model is trained on these files, so they must be reproducible: the same seed gives the same
+history (the format's writer makes that byte-identical files), a different seed a different history.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fraudstream.events import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.events.contract import CHANNELS, LABEL_COLUMNS, PAYMENT_METHODS, TRANSACTION_COLUMNS
+from fraudstream.history import History, to_microseconds, write_history
 from fraudstream.simulate.normal import (
     LEGITIMATE,
     Columns,
@@ -33,8 +29,6 @@ from fraudstream.simulate.normal import (
     take_columns,
 )
 from fraudstream.simulate.population import (
-    MICROS_PER_DAY,
-    MICROS_PER_SECOND,
     Population,
     build_population,
     category_names,
@@ -45,13 +39,10 @@ from fraudstream.simulate.population import (
 )
 from fraudstream.simulate.report import fraud_table
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES, Context, inject_fraud
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 BLOCK_DAYS = 7
-#: Fixed writer options: reproducible bytes. Without the stored Arrow schema, readers see plain strings
-#: (the in-memory dictionary columns are only a speed-up).
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "row_group_size": 1 << 20,
-                   "use_dictionary": True, "write_statistics": True, "version": "2.6", "store_schema": False}
 
 
 @dataclass(frozen=True)
@@ -60,58 +51,6 @@ class LabelDelays:
 
     fraud_s: tuple[float, float] = (1 * 86_400.0, 21 * 86_400.0)
     legit_s: tuple[float, float] = (30 * 86_400.0, 45 * 86_400.0)
-
-
-class History:
-    """Transactions sorted by (event_time_us, transaction_id) and labels sorted by (labeled_at_us,
-    transaction_id), as the streams would deliver them.
-
-    Held as Arrow tables (what Parquet reads and writes without conversion); the pandas frames of
-    the contract are built on first access."""
-
-    def __init__(self, transactions: pa.Table, labels: pa.Table, seed: int, start_us: int, end_us: int) -> None:
-        self.transactions_table = transactions
-        self.labels_table = labels
-        self.seed = seed
-        self.start_us = start_us
-        self.end_us = end_us
-
-    @cached_property
-    def transactions(self) -> pd.DataFrame:
-        return table_to_frame(self.transactions_table, TRANSACTION_COLUMNS)
-
-    @cached_property
-    def labels(self) -> pd.DataFrame:
-        return table_to_frame(self.labels_table, LABEL_COLUMNS)
-
-    def fraud_by_scenario(self) -> dict[str, int]:
-        counts = pc.value_counts(self.labels_table.column("scenario")).to_pylist()
-        found = {entry["values"]: entry["counts"] for entry in counts}
-        return {name: int(found.get(name, 0)) for name in SCENARIO_NAMES}
-
-
-TRANSACTION_SCHEMA = pa.schema([
-    (name, pa.int64() if kind == "int64" else pa.float64() if kind == "float64" else pa.string())
-    for name, kind in TRANSACTION_COLUMNS.items()
-])
-LABEL_SCHEMA = pa.schema([
-    (name, {"int64": pa.int64(), "bool": pa.bool_()}.get(kind, pa.string())) for name, kind in LABEL_COLUMNS.items()
-])
-
-
-def table_to_frame(table: pa.Table, dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """A frame with exactly these dtypes (pandas would otherwise turn strings into its ``str`` dtype)."""
-    def values(column: pa.ChunkedArray) -> np.ndarray:
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        return column.to_numpy(zero_copy_only=False)
-
-    return pd.DataFrame({name: pd.Series(values(table.column(name)), dtype=dtype, copy=False)
-                         for name, dtype in dtypes.items()}, copy=False)
-
-
-def to_microseconds(moment: datetime) -> int:
-    return int(moment.timestamp() * MICROS_PER_SECOND)
 
 
 def simulate_window(population: Population, rng: np.random.Generator, start_us: int, end_us: int,
@@ -199,48 +138,6 @@ def simulate_history(days: int, seed: int = 7, accounts: int = 10_000, merchants
     return History(transactions, labels, seed, start_us, end_us)
 
 
-def write_history(history: History, out_dir: Path | str) -> dict[str, object]:
-    """Write transactions.parquet, labels.parquet and summary.json; returns the summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow writes without the GIL: both files at once
-        written = [pool.submit(pq.write_table, table, out / f"{name}.parquet", **PARQUET_OPTIONS)
-                   for name, table in (("transactions", history.transactions_table), ("labels", history.labels_table))]
-        for future in written:
-            future.result()
-    summary = history_summary(history)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
-
-
-def history_summary(history: History) -> dict[str, object]:
-    """Counts that describe a history (no timings, so it is as reproducible as the data)."""
-    events = history.transactions_table.num_rows
-    fraud = history.fraud_by_scenario()
-    return {
-        "seed": history.seed,
-        "start": datetime.fromtimestamp(history.start_us / MICROS_PER_SECOND, UTC).isoformat(),
-        "end": datetime.fromtimestamp(history.end_us / MICROS_PER_SECOND, UTC).isoformat(),
-        "events": events,
-        "accounts_active": len(pc.unique(history.transactions_table.column("account_id"))),
-        "fraud_events": sum(fraud.values()),
-        "fraud_share": sum(fraud.values()) / events if events else 0.0,
-        "fraud_by_scenario": fraud,
-    }
-
-
-def read_history(path: Path | str) -> History:
-    """A history written by write_history, with the contract's column dtypes."""
-    folder = Path(path)
-    transactions = pq.read_table(folder / "transactions.parquet", schema=TRANSACTION_SCHEMA)
-    labels = pq.read_table(folder / "labels.parquet", schema=LABEL_SCHEMA)
-    summary_file = folder / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    start_us = to_microseconds(datetime.fromisoformat(summary["start"])) if "start" in summary else 0
-    end_us = to_microseconds(datetime.fromisoformat(summary["end"])) if "end" in summary else 0
-    return History(transactions, labels, int(summary.get("seed", 0)), start_us, end_us)
-
-
 def run_backfill(days: int, out: Path | str, seed: int = 7, accounts: int = 10_000, merchants: int = 2_000,
                  fraud_share: float = 0.007, console: Console | None = None) -> dict[str, object]:
     """The ``fraudstream simulate`` command: simulate with a progress bar, write, print a summary table."""
@@ -256,10 +153,10 @@ def run_backfill(days: int, out: Path | str, seed: int = 7, accounts: int = 10_0
 
         history = simulate_history(days, seed, accounts, merchants, fraud_share, on_block=on_block)
         bar.update(task, description="writing parquet", events=history.transactions_table.num_rows)
-        summary = write_history(history, out)
+        summary = write_history(history, out, SCENARIO_NAMES)
     seconds = time.perf_counter() - began
     events = history.transactions_table.num_rows
     console.print(fraud_table(f"backfill of {days} days (seed {seed}) -> {out}", events,
-                              history.fraud_by_scenario(),
+                              history.fraud_by_scenario(SCENARIO_NAMES),
                               {"seconds": f"{seconds:.2f}", "events/s": f"{events / seconds:,.0f}"}))
     return {**summary, "seconds": seconds, "events_per_second": events / seconds}

@@ -45,12 +45,13 @@ from confluent_kafka import KafkaError, Message, Producer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fraudstream.config import Settings
-from fraudstream.events import SCHEMA_VERSION, TRANSACTION_COLUMNS
+from fraudstream.events.contract import SCHEMA_VERSION, TRANSACTION_COLUMNS
 from fraudstream.kafka import producer as kafka_producer
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_window, to_microseconds, to_tables
 from fraudstream.simulate.normal import LEGITIMATE, take_columns
-from fraudstream.simulate.population import MICROS_PER_DAY, MICROS_PER_SECOND, build_population
+from fraudstream.simulate.population import build_population
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudstream.events import CHANNELS, PAYMENT_METHODS
+from fraudstream.events.contract import CHANNELS, PAYMENT_METHODS
 from fraudstream.simulate.population import (
     CARD_SLOT,
-    MICROS_PER_DAY,
-    MICROS_PER_HOUR,
     NEW_DEVICE_SLOT,
     PREFERRED_PER_ACCOUNT,
     Population,
@@ -30,6 +28,7 @@ from fraudstream.simulate.population import (
     physical_payment_mask,
     sample_rows,
 )
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR
 
 Columns = dict[str, np.ndarray]
 COLUMN_NAMES = ("time_us", "account", "merchant", "amount", "payment", "channel", "country",

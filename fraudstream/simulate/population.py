@@ -13,11 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.events import PAYMENT_METHODS
-
-MICROS_PER_SECOND = 1_000_000
-MICROS_PER_HOUR = 3600 * MICROS_PER_SECOND
-MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+from fraudstream.events.contract import PAYMENT_METHODS
+from fraudstream.timeunits import MICROS_PER_DAY
 
 #: code, currency, latitude, longitude, spread of cities (degrees), weight as a home country,
 #: weight as a holiday destination, weight as a fraudster's location.

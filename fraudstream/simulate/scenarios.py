@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fraudstream.events import PAYMENT_METHODS
+from fraudstream.events.contract import PAYMENT_METHODS
 from fraudstream.simulate.normal import (
     ATM,
     CARD_PRESENT,
@@ -30,9 +30,6 @@ from fraudstream.simulate.normal import (
 )
 from fraudstream.simulate.population import (
     CARD_SLOT,
-    MICROS_PER_DAY,
-    MICROS_PER_HOUR,
-    MICROS_PER_SECOND,
     Population,
     category_index,
     country_weights,
@@ -40,8 +37,8 @@ from fraudstream.simulate.population import (
     distance_km,
     stranger_device_codes,
 )
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND
 
-MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
 DORMANT_GAP_DAYS = 21.0
 IMPOSSIBLE_DISTANCE_KM = 2500.0
 

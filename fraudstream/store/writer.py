@@ -148,7 +148,7 @@ def feature_order(connection: psycopg.Connection, model_version: str, names: Seq
 
 
 def upsert_labels(connection: psycopg.Connection, labels: pd.DataFrame) -> int:
-    """Insert labels (LABEL_COLUMNS of fraudstream.events); the first label of a transaction wins."""
+    """Insert labels (LABEL_COLUMNS of fraudstream.events.contract); the first label of a transaction wins."""
     if labels.empty:
         return 0
     connection.execute(_LABEL_STAGE)

@@ -23,7 +23,7 @@ from fraudstream.config import Settings
 from fraudstream.console import auth, cases
 from fraudstream.console.app import create_app
 from fraudstream.console.server import prepare
-from fraudstream.events import validate_label
+from fraudstream.events.contract import validate_label
 from fraudstream.model.registry import Registry
 
 pytestmark = pytest.mark.integration

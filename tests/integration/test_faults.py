@@ -1,7 +1,8 @@
 """Faults of the services the engine needs, on the real services: PostgreSQL stopped (fast shutdown) for
-30 s, PostgreSQL killed (crash recovery), the Kafka broker killed and restarted 10 s later, each while a
-stream arrives at 5,000 events/s. The processor must not exit; afterwards every event is a row exactly
-once, with the scores and features of a clean run, and the committed offsets cover exactly the rows.
+30 s, PostgreSQL killed (crash recovery), the Kafka broker killed and restarted 10 s later, the database's
+volume full for 20 s (a tmpfs tablespace), each while a stream arrives at 5,000 events/s. The processor
+must not exit; afterwards every event is a row exactly once, with the scores and features of a clean run,
+and the committed offsets cover exactly the rows.
 
 Each test prints its figures (``reliability: ...``) and appends them to ``<state dir>/reliability.jsonl``:
 the README's Reliability table comes from them.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,13 +36,16 @@ from local_engine_harness import (
     stream,
     wait_for_rows,
 )
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from fraudstream import kafka
-from fraudstream.config import Settings
+from fraudstream.config import POSTGRES_APP_ROLE, Settings
 from fraudstream.engines.feed import publish_frame
 from fraudstream.services import kafka_broker, manager, postgres
 from fraudstream.services.exceptions import ServiceError
 from fraudstream.services.process import pid_alive
+from fraudstream.store.schema import migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -271,4 +277,52 @@ def test_kafka_broker_killed_for_10_s_is_ridden_out(kafka_ready: Settings, event
 
     figures = ride_out(kafka_ready, events, clean_run, tmp_path / "logs", "kafka-kill", "kafka",
                        inject=crash, restore=lambda: start_service(kafka_ready, "kafka"), outage_s=10)
+    assert figures.caught_up_after_restart_s < 30
+
+
+@pytest.fixture
+def small_volume_database(postgres_ready: Settings) -> Iterator[tuple[Settings, Path]]:
+    """A database whose tables live on a 256 MB tmpfs volume (a tablespace; the WAL stays on the server's
+    own disk, as on a server with a separate data volume), migrated, and the volume's mount point (outside
+    pytest's private temporary directory: the server's user must reach it)."""
+    assert os.geteuid() == 0, "this test mounts a tmpfs volume: run the tests as root (as `make test` does)"
+    volume = Path(tempfile.mkdtemp(prefix="fraudstream-volume-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", str(volume)], check=True)
+    tag = volume.stat().st_ino
+    space, name = f"disk_full_{tag}", f"disk_full_{tag}"
+    try:
+        postgres.chown_tree(volume, postgres.server_user())
+        with psycopg.connect(postgres.admin_url(postgres_ready), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(sql.Identifier(space),
+                                                                           sql.Literal(str(volume))))
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TABLESPACE {}").format(
+                sql.Identifier(name), sql.Identifier(POSTGRES_APP_ROLE), sql.Identifier(space)))
+            try:
+                settings = postgres_ready.model_copy(
+                    update={"database_url": make_conninfo(postgres_ready.database_url, dbname=name)})
+                migrate(settings.database_url)
+                yield settings, volume
+            finally:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                admin.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(space)))
+    finally:
+        subprocess.run(["umount", str(volume)], check=True)
+        volume.rmdir()
+
+
+def test_database_volume_full_is_ridden_out(small_volume_database: tuple[Settings, Path], events: pd.DataFrame,
+                                            clean_run: pd.DataFrame, tmp_path: Path) -> None:
+    settings, volume = small_volume_database
+    ballast = volume / "ballast"
+
+    def fill() -> None:
+        free = os.statvfs(volume)
+        with ballast.open("wb") as file:
+            os.posix_fallocate(file.fileno(), 0, free.f_bavail * free.f_frsize)
+        assert os.statvfs(volume).f_bavail == 0
+
+    figures = ride_out(settings, events, clean_run, tmp_path / "logs", "postgres-disk-full", "postgres",
+                       inject=fill, restore=ballast.unlink, outage_s=20)
+    log = (tmp_path / "logs" / "member.log").read_text()
+    assert "No space left on device" in log, "the outage's log line must name the cause"
     assert figures.caught_up_after_restart_s < 30

@@ -18,7 +18,7 @@ from local_engine_harness import EngineRun, count_rows, model_state_dir, new_run
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.events import format_time_us, partition_for
+from fraudstream.events.contract import format_time_us, partition_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -1,5 +1,5 @@
 """The engine's Prometheus endpoint, scraped while it runs: counts, latencies (Kafka timestamp, ingest),
-batch durations, lag and the model in use."""
+batch durations, lag, feature-state keys and the model in use."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from local_engine_harness import free_port, model_state_dir, new_run, scrape, st
 
 from fraudstream import kafka
 from fraudstream.config import Settings
+from fraudstream.events.contract import partition_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -33,7 +34,8 @@ def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, dat
     try:
         run.wait_for_log("metrics", "partition assigned", 1, process)
         sent_at = time.time()
-        run.publish(stream(600, prefix))
+        events = stream(600, prefix)
+        run.publish(events)
         producer = kafka.producer(run.settings)
         for payload in (b"{not json", b'{"transaction_id": "x"}'):
             producer.produce(run.settings.transactions_topic, value=payload, partition=0)
@@ -54,5 +56,10 @@ def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, dat
     produce_mean_s = metrics[("fraudstream_produce_to_commit_seconds_sum", ())] / 600
     assert 0 < produce_mean_s < waited_s  # from the producer's send, not from the simulated event times
     assert metrics[("fraudstream_batch_duration_seconds_count", ())] >= 1
+    # merchant state is kept per partition of the account-keyed topic: one key per (partition, merchant)
+    partitions = [partition_for(account, run.settings.transactions_partitions) for account in events["account_id"]]
+    assert metrics[("fraudstream_state_keys", (("kind", "account"),))] == events["account_id"].nunique()
+    assert metrics[("fraudstream_state_keys", (("kind", "merchant"),))] == \
+        len(set(zip(partitions, events["merchant_id"], strict=True)))
     version = run.settings.models_dir.joinpath("PRODUCTION").read_text().strip()
     assert metrics[("fraudstream_model_info", (("model_version", version),))] == 1

@@ -11,7 +11,7 @@ import pytest
 
 from fraudstream import pipeline
 from fraudstream.config import Settings
-from fraudstream.events import LABEL_COLUMNS, transactions_frame
+from fraudstream.events.contract import LABEL_COLUMNS, transactions_frame
 from fraudstream.features import FeatureRows
 from fraudstream.scoring import ScoreResult
 from fraudstream.store import writer

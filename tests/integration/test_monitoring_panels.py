@@ -15,7 +15,7 @@ from local_engine_harness import model_state_dir, new_run, stop, wait_for_rows
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.events import encode, label_to_dict
+from fraudstream.events.contract import encode, label_to_dict
 from fraudstream.monitoring import overview
 from fraudstream.monitoring.sql import expand
 from fraudstream.simulate.backfill import simulate_history

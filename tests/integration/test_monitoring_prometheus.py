@@ -16,7 +16,7 @@ from local_engine_harness import free_port, model_state_dir, new_run, stop, stre
 
 from fraudstream import kafka
 from fraudstream.config import Settings
-from fraudstream.events import encode, format_time_us
+from fraudstream.events.contract import encode, format_time_us
 from fraudstream.monitoring import health
 from fraudstream.monitoring.targets import targets_dir
 from fraudstream.services import manager, prometheus

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from fraudstream import events, kafka
+from fraudstream import kafka
 from fraudstream.config import Settings
+from fraudstream.events import contract, fast_decode
 from fraudstream.simulate.backfill import LabelDelays
 from fraudstream.simulate.live import produce_live
 
@@ -50,7 +51,7 @@ def test_rate_1000_per_second_for_30_seconds_arrives_within_2_percent(
 
     assert 29_400 <= len(messages) <= 30_600
     assert summary.delivery_failures == 0
-    decoded = events.decode_transactions([value for _, value in messages])
+    decoded = fast_decode.decode_transactions([value for _, value in messages])
     assert decoded.rejected == []
     frame = decoded.frame
     assert [key.decode() for key, _ in messages] == frame["account_id"].tolist()
@@ -60,7 +61,7 @@ def test_rate_1000_per_second_for_30_seconds_arrives_within_2_percent(
     assert abs(frame["event_time_us"].min() - started_us) < 10e6  # event time is the wall clock
 
     labels = consume_all(kafka_ready, labels_topic, expected=len(messages), timeout_s=30)
-    label_frame, rejected = events.decode_labels([value for _, value in labels])
+    label_frame, rejected = contract.decode_labels([value for _, value in labels])
     assert rejected == []
     assert sorted(label_frame["transaction_id"]) == sorted(frame["transaction_id"])
     assert 0.001 < label_frame["is_fraud"].mean() < 0.03
@@ -76,7 +77,7 @@ def test_hacker_mode_at_unlimited_rate_sends_only_fraud_and_every_label(
     assert sum(summary.fraud_by_scenario.values()) == 5_000
     messages = consume_all(kafka_ready, topic, expected=5_000, timeout_s=60)
     assert len(messages) == 5_000
-    assert events.decode_transactions([value for _, value in messages]).rejected == []
+    assert fast_decode.decode_transactions([value for _, value in messages]).rejected == []
     labels = [orjson.loads(value) for _, value in consume_all(kafka_ready, labels_topic, 5_000, timeout_s=60)]
     assert len(labels) == 5_000
     assert all(label["is_fraud"] and label["scenario"] for label in labels)
@@ -93,7 +94,7 @@ def test_simulated_clock_stamps_simulated_times_at_the_scale_and_labels_follow_t
     took_s = time.time() - began
     messages = consume_all(kafka_ready, topic, expected=summary.events_sent)
     assert len(messages) == summary.events_sent and summary.delivery_failures == 0
-    frame = events.decode_transactions([value for _, value in messages]).frame
+    frame = fast_decode.decode_transactions([value for _, value in messages]).frame
     times = frame["event_time_us"].to_numpy()
 
     # The scale is what makes the population's own rate 500/s: ~18,000 events a simulated day.
@@ -109,7 +110,7 @@ def test_simulated_clock_stamps_simulated_times_at_the_scale_and_labels_follow_t
     assert took_s < 60 and abs(frame["event_time_us"].min() - began * 1e6) > 1e12  # not the wall clock
 
     labels = consume_all(kafka_ready, labels_topic, expected=len(messages), timeout_s=30)
-    label_frame, rejected = events.decode_labels([value for _, value in labels])
+    label_frame, rejected = contract.decode_labels([value for _, value in labels])
     assert rejected == [] and len(label_frame) == len(frame)
     joined = label_frame.merge(frame[["transaction_id", "event_time_us"]], on="transaction_id")
     delay_days = (joined["labeled_at_us"] - joined["event_time_us"]) / 86_400e6

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from confluent_kafka import TopicPartition
 
-from fraudstream import events, kafka
+from fraudstream import kafka
 from fraudstream.config import Settings
+from fraudstream.events import contract
 from fraudstream.services import kafka_broker, manager
 from fraudstream.services.exceptions import PortTaken
 from fraudstream.services.process import pid_alive
@@ -55,8 +56,8 @@ def test_keyed_messages_with_headers_round_trip(kafka_ready: Settings, unique_to
     assert len(received) == 30
     assert all(dict(m.headers())["source"] == b"test" for m in received)
     # one key, one partition (order per account is what the engines rely on), and the partition is
-    # events.partition_for's, which training replays use
-    assert all(m.partition() == events.partition_for(m.key().decode(), 3) for m in received)
+    # contract.partition_for's, which training replays use
+    assert all(m.partition() == contract.partition_for(m.key().decode(), 3) for m in received)
 
 
 def test_kcat_produces_and_consumes_raw_transactions(kafka_ready: Settings) -> None:

@@ -11,7 +11,7 @@ from fraudstream.console import auth, cases, pages
 from fraudstream.console.aggregates import histogram_percentile, outcomes_by_version
 from fraudstream.console.app import _safe_next
 from fraudstream.console.overview import OverviewHub
-from fraudstream.events import validate_label
+from fraudstream.events.contract import validate_label
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +122,7 @@ def test_outcomes_by_version_give_precision_and_recall_of_the_alerts() -> None:
 def test_an_analyst_label_is_valid_under_the_published_label_schema() -> None:
     import jsonschema
 
-    from fraudstream.events import schema
+    from fraudstream.events.contract import schema
 
     message = cases.label_message({"transaction_id": "t-1", "account_id": "a-1", "merchant_id": "m-1"}, False,
                                   datetime(2026, 1, 5, tzinfo=UTC), 3)

@@ -14,7 +14,9 @@ import orjson
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from fraudstream import events, pipeline
+from fraudstream import pipeline
+from fraudstream.events import contract, fast_decode
+from fraudstream.timeunits import MICROS_PER_SECOND
 
 pytestmark = pytest.mark.unit
 
@@ -82,8 +84,8 @@ MORE_INVALID = {
     "schema version true": ({**VALID, "schema_version": True}, "schema_version must be 1, got True"),
     "schema version text": ({**VALID, "schema_version": "1"}, "schema_version must be 1, got '1'"),
     "longitude out of range": ({**VALID, "longitude": -180.5}, "longitude must be >= -180 and <= 180, got -180.5"),
-    "nul in merchant id": ({**VALID, "merchant_id": "merch\u0000-1"}, events.NUL_REASON),
-    "nul in country": ({**VALID, "country": "D\u0000"}, events.NUL_REASON),
+    "nul in merchant id": ({**VALID, "merchant_id": "merch\u0000-1"}, contract.NUL_REASON),
+    "nul in country": ({**VALID, "country": "D\u0000"}, contract.NUL_REASON),
 }
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:
@@ -99,7 +101,7 @@ _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pat
 @functools.cache
 def schema_validator(name: str = "transaction") -> jsonschema.protocols.Validator:
     """A validator of the published schema ``name``, patterns read as the standard reads them."""
-    return _Validator(events.schema(name))
+    return _Validator(contract.schema(name))
 
 
 def schema_accepts(event: object, name: str = "transaction") -> bool:
@@ -107,17 +109,17 @@ def schema_accepts(event: object, name: str = "transaction") -> bool:
 
 
 def test_valid_event_passes_both() -> None:
-    batch = events.decode_transactions([orjson.dumps(VALID)])
+    batch = fast_decode.decode_transactions([orjson.dumps(VALID)])
     assert schema_accepts(VALID)
     assert batch.rejected == []
     assert batch.frame.loc[0, "amount"] == 12.5
-    assert events.format_time_us(int(batch.frame.loc[0, "event_time_us"])) == "2026-11-28T13:45:00.123000Z"
+    assert contract.format_time_us(int(batch.frame.loc[0, "event_time_us"])) == "2026-11-28T13:45:00.123000Z"
 
 
 @pytest.mark.parametrize("case", sorted(INVALID))
 def test_invalid_event_rejected_by_both(case: str) -> None:
     event = INVALID[case]
-    batch = events.decode_transactions([orjson.dumps(event)])
+    batch = fast_decode.decode_transactions([orjson.dumps(event)])
     assert not schema_accepts(event), case
     assert len(batch.rejected) == 1 and batch.frame.empty
     assert batch.rejected[0].reason == REASONS[case]
@@ -126,20 +128,20 @@ def test_invalid_event_rejected_by_both(case: str) -> None:
 @pytest.mark.parametrize("case", sorted(MORE_INVALID))
 def test_more_invalid_events_rejected_by_both_with_their_reason(case: str) -> None:
     event, reason = MORE_INVALID[case]
-    batch = events.decode_transactions([orjson.dumps(event)])
+    batch = fast_decode.decode_transactions([orjson.dumps(event)])
     assert not schema_accepts(event), case
     assert [r.reason for r in batch.rejected] == [reason] and batch.frame.empty
 
 
 def test_sql_looking_strings_are_data_not_errors() -> None:
     event = {**VALID, "merchant_id": "'; DROP TABLE transactions; --"}
-    batch = events.decode_transactions([orjson.dumps(event)])
+    batch = fast_decode.decode_transactions([orjson.dumps(event)])
     assert batch.rejected == [] and batch.frame.loc[0, "merchant_id"] == event["merchant_id"]
 
 
 def test_bad_payloads_report_positions_and_reasons() -> None:
-    payloads = [b"{broken", None, b"x" * (events.MAX_EVENT_BYTES + 1), orjson.dumps(VALID), b"NaN"]
-    batch = events.decode_transactions(payloads)
+    payloads = [b"{broken", None, b"x" * (contract.MAX_EVENT_BYTES + 1), orjson.dumps(VALID), b"NaN"]
+    batch = fast_decode.decode_transactions(payloads)
     assert list(batch.positions) == [3]
     reasons = {r.position: r.reason for r in batch.rejected}
     assert set(reasons) == {0, 1, 2, 4}
@@ -150,27 +152,27 @@ def test_bad_payloads_report_positions_and_reasons() -> None:
 
 def test_nan_amount_rejected() -> None:
     # orjson refuses NaN literals; a float NaN produced by a buggy client arrives as null
-    with pytest.raises(events.InvalidEvent, match="amount"):
-        events.validate_transaction({**VALID, "amount": math.nan})
+    with pytest.raises(contract.InvalidEvent, match="amount"):
+        contract.validate_transaction({**VALID, "amount": math.nan})
 
 
 def test_round_trip_through_wire_dictionary() -> None:
-    frame = events.decode_transactions([orjson.dumps(VALID)]).frame
-    again = events.transaction_to_dict(frame.iloc[0].to_dict())
-    assert events.decode_transactions([events.encode(again)]).frame.equals(frame)
+    frame = fast_decode.decode_transactions([orjson.dumps(VALID)]).frame
+    again = contract.transaction_to_dict(frame.iloc[0].to_dict())
+    assert fast_decode.decode_transactions([contract.encode(again)]).frame.equals(frame)
     assert schema_accepts(again)
 
 
 def test_partition_is_stable_and_spread() -> None:
-    partitions = [events.partition_for(f"acc-{i}", 6) for i in range(6000)]
-    assert events.partition_for("acc-1", 6) == events.partition_for("acc-1", 6)
+    partitions = [contract.partition_for(f"acc-{i}", 6) for i in range(6000)]
+    assert contract.partition_for("acc-1", 6) == contract.partition_for("acc-1", 6)
     assert all(600 < partitions.count(p) < 1400 for p in range(6))
 
 
 def test_labels_decode() -> None:
     label = {"transaction_id": "tx-1", "is_fraud": True, "scenario": "card_testing",
              "labeled_at": "2026-11-29T00:00:00Z", "account_id": "acc-1", "merchant_id": "m-1"}
-    frame, rejected = events.decode_labels([orjson.dumps(label), orjson.dumps({**label, "is_fraud": "yes"})])
+    frame, rejected = contract.decode_labels([orjson.dumps(label), orjson.dumps({**label, "is_fraud": "yes"})])
     assert len(frame) == 1 and bool(frame.loc[0, "is_fraud"]) and len(rejected) == 1
     assert schema_accepts(label, "label")
 
@@ -179,17 +181,17 @@ def test_labels_decode() -> None:
                                          ("event_time", "2026-11-28T13:45:00Z\n")])
 def test_trailing_newline_does_not_slip_through_a_pattern(field: str, value: str) -> None:
     # Python's `$` matches before a final newline; JSON Schema's (ECMA-262) does not
-    batch = events.decode_transactions([orjson.dumps({**VALID, field: value})])
+    batch = fast_decode.decode_transactions([orjson.dumps({**VALID, field: value})])
     assert batch.frame.empty and field in batch.rejected[0].reason
     assert not schema_accepts({**VALID, field: value})
 
 
-RECEIVED_US = events.parse_time_us("2026-11-28T13:45:00Z")
-SECOND_US = 1_000_000
+RECEIVED_US = contract.parse_time_us("2026-11-28T13:45:00Z")
 
 
 def at(offset_s: float) -> bytes:
-    return orjson.dumps({**VALID, "event_time": events.format_time_us(RECEIVED_US + round(offset_s * SECOND_US))})
+    event_time_us = RECEIVED_US + round(offset_s * MICROS_PER_SECOND)
+    return orjson.dumps({**VALID, "event_time": contract.format_time_us(event_time_us)})
 
 
 def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_future() -> None:
@@ -208,13 +210,13 @@ def test_events_dated_too_far_after_their_receipt_are_rejected_as_event_time_in_
 
 def test_the_tolerance_is_a_setting_and_each_event_has_its_own_receipt_time() -> None:
     payloads = [at(60), at(60)]
-    received = np.array([RECEIVED_US, RECEIVED_US + 60 * SECOND_US])
+    received = np.array([RECEIVED_US, RECEIVED_US + 60 * MICROS_PER_SECOND])
     assert pipeline.decode(payloads, received, future_tolerance_s=0).positions.tolist() == [1]
     assert pipeline.decode(payloads, received, future_tolerance_s=60).positions.tolist() == [0, 1]
 
 
 def test_receipt_is_the_kafka_timestamp_else_the_read_time() -> None:
-    read_at_us = RECEIVED_US + 5 * SECOND_US
+    read_at_us = RECEIVED_US + 5 * MICROS_PER_SECOND
     stamps = np.array([RECEIVED_US, -1_000, 0])  # confluent-kafka gives -1 ms for "no timestamp"
     assert pipeline.received_times_us(stamps, read_at_us).tolist() == [RECEIVED_US, read_at_us, read_at_us]
 
@@ -225,11 +227,11 @@ LABEL = {"transaction_id": "tx-1", "is_fraud": True, "scenario": "card_testing",
 #: Hostile labels and their reasons: the event's rules apply (before, a NUL in account_id, merchant_id or
 #: scenario reached COPY label_stage and stopped the engine on every restart).
 INVALID_LABELS = {
-    "nul in account id": ({**LABEL, "account_id": "a\u0000"}, events.NUL_REASON),
-    "nul in merchant id": ({**LABEL, "merchant_id": "\u0000m"}, events.NUL_REASON),
-    "nul in scenario": ({**LABEL, "scenario": "card\u0000testing"}, events.NUL_REASON),
-    "nul in transaction id": ({**LABEL, "transaction_id": "tx\u0000"}, events.NUL_REASON),
-    "nul in labeled_at": ({**LABEL, "labeled_at": "2026-11-29T00:00:00\u0000Z"}, events.NUL_REASON),
+    "nul in account id": ({**LABEL, "account_id": "a\u0000"}, contract.NUL_REASON),
+    "nul in merchant id": ({**LABEL, "merchant_id": "\u0000m"}, contract.NUL_REASON),
+    "nul in scenario": ({**LABEL, "scenario": "card\u0000testing"}, contract.NUL_REASON),
+    "nul in transaction id": ({**LABEL, "transaction_id": "tx\u0000"}, contract.NUL_REASON),
+    "nul in labeled_at": ({**LABEL, "labeled_at": "2026-11-29T00:00:00\u0000Z"}, contract.NUL_REASON),
     "long account id": ({**LABEL, "account_id": "a" * 65}, "account_id must have 1 to 64 characters"),
     "long merchant id": ({**LABEL, "merchant_id": "m" * 10_000}, "merchant_id must have 1 to 64 characters"),
     "long scenario": ({**LABEL, "scenario": "s" * 65}, "scenario must have 1 to 64 characters"),
@@ -248,7 +250,7 @@ INVALID_LABELS = {
 @pytest.mark.parametrize("case", sorted(INVALID_LABELS))
 def test_hostile_labels_are_rejected_with_the_rules_of_events(case: str) -> None:
     label, reason = INVALID_LABELS[case]
-    frame, rejected = events.decode_labels([orjson.dumps(label)])
+    frame, rejected = contract.decode_labels([orjson.dumps(label)])
     assert frame.empty and [item.reason for item in rejected] == [reason]
     assert not schema_accepts(label, "label")
 
@@ -256,6 +258,6 @@ def test_hostile_labels_are_rejected_with_the_rules_of_events(case: str) -> None
 def test_label_ids_and_scenario_may_be_absent_or_null() -> None:
     minimal = {"transaction_id": "tx-2", "is_fraud": False, "labeled_at": "2026-11-29T00:00:00.5+00:00"}
     nulls = {**minimal, "account_id": None, "merchant_id": None, "scenario": None}
-    frame, rejected = events.decode_labels([orjson.dumps(minimal), orjson.dumps(nulls)])
+    frame, rejected = contract.decode_labels([orjson.dumps(minimal), orjson.dumps(nulls)])
     assert rejected == [] and frame[["account_id", "merchant_id", "scenario"]].isna().all().all()
     assert schema_accepts(minimal, "label") and schema_accepts(nulls, "label")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from test_events import INVALID, VALID
 
-from fraudstream import events, pipeline
+from fraudstream import pipeline
+from fraudstream.events import contract, fast_decode
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(autouse=True)
 def fast_path_for_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small batches skip the fast path in production; here every batch takes it."""
-    monkeypatch.setattr(events, "_FAST_PATH_MIN_BATCH", 1)
+    monkeypatch.setattr(fast_decode, "_FAST_PATH_MIN_BATCH", 1)
 
 IDS = ["tx-1", "a", "x" * 64, "x" * 65, "", "café ☕ 𝄞", "é" * 64, "é" * 33, 'quote"inside', "back\\slash",
        "new\nline", "tab\tch", "nul\u0000char", "\u0000", "'; DROP TABLE transactions; --", "{\"json\": [1,2]}"]
@@ -48,8 +49,8 @@ RAW_NUMBERS = [b"-0", b"0", b"-0.0", b"01", b"1.", b".5", b"1e2", b"1E+2", b"1e-
 CHOICES = {"currency": ["EUR", "USD", "euro", "EU", "EUR\n", "ÉUR", "EUR\u0000"],
            "country": ["DE", "US", "de", "D", "DEU", "D\u0000"],
            "merchant_category": ["grocery", "hotel", "Grocery", "a" * 40, "a" * 41, "fuel-station", "café"],
-           "payment_method": [*events.PAYMENT_METHODS, "barter", "credit_card\u0000", ""],
-           "channel": [*events.CHANNELS, "pigeon", "ONLINE"]}
+           "payment_method": [*contract.PAYMENT_METHODS, "barter", "credit_card\u0000", ""],
+           "channel": [*contract.CHANNELS, "pigeon", "ONLINE"]}
 
 
 def random_valid(rng: random.Random, number: int) -> dict[str, object]:
@@ -63,7 +64,7 @@ def random_valid(rng: random.Random, number: int) -> dict[str, object]:
         "amount": 1 + round(rng.lognormvariate(3, 1.5), rng.choice([0, 2, 5])),
         "currency": rng.choice(["EUR", "USD", "GBP"]), "merchant_id": f"merch-{rng.randrange(200):06d}",
         "merchant_category": rng.choice(["grocery", "hotel", "fuel", "online_retail"]),
-        "payment_method": rng.choice(events.PAYMENT_METHODS), "channel": rng.choice(events.CHANNELS),
+        "payment_method": rng.choice(contract.PAYMENT_METHODS), "channel": rng.choice(contract.CHANNELS),
         "country": rng.choice(["DE", "US", "FR"]),
         "latitude": rng.uniform(-90, 90), "longitude": rng.uniform(-180, 180),
         "device_id": f"dev-{rng.randrange(10**12)}",
@@ -114,8 +115,8 @@ def mutate(rng: random.Random, event: dict[str, object]) -> bytes | None:
                                           b',"currency":"USD"}'])
     if kind == 9:
         return rng.choice([None, b"", b"{}", b"[]", b"null", b"NaN", b"1", b'"text"', b"{" * 50,
-                           b" " * (events.MAX_EVENT_BYTES + 1),
-                           orjson.dumps({**event, "note": "x" * events.MAX_EVENT_BYTES})])
+                           b" " * (contract.MAX_EVENT_BYTES + 1),
+                           orjson.dumps({**event, "note": "x" * contract.MAX_EVENT_BYTES})])
     if kind == 10:  # escapes in strings, some of which decode to NUL
         payload = orjson.dumps(event)
         return payload.replace(b"merch-", rng.choice([b"merch\\u0000-", b"merch\\u00e9-", b"merch\\\\u0000-",
@@ -141,12 +142,12 @@ def batch(seed: int, size: int, invalid_share: float) -> list[bytes | None]:
     return payloads
 
 
-def assert_same(payloads: list[bytes | None]) -> events.DecodedBatch:
-    events._fast_parts(payloads)  # raises nothing (decode_transactions would fall back to the reference)
-    fast = events.decode_transactions(payloads)
-    reference = events.decode_transactions_per_record(payloads)
+def assert_same(payloads: list[bytes | None]) -> contract.DecodedBatch:
+    fast_decode._fast_parts(payloads)  # raises nothing (decode_transactions would fall back to the reference)
+    fast = fast_decode.decode_transactions(payloads)
+    reference = contract.decode_transactions_per_record(payloads)
     pd.testing.assert_frame_equal(fast.frame, reference.frame)
-    assert fast.frame.dtypes.astype(str).to_dict() == events.TRANSACTION_COLUMNS
+    assert fast.frame.dtypes.astype(str).to_dict() == contract.TRANSACTION_COLUMNS
     assert fast.positions.dtype == np.int64 and fast.positions.tolist() == reference.positions.tolist()
     assert fast.rejected == reference.rejected
     # bit-for-bit floats (assert_frame_equal treats -0.0 and 0.0 as equal)
@@ -190,14 +191,14 @@ def test_the_fast_path_takes_compact_events_in_any_key_order() -> None:
     rng = random.Random(10)
     events_ = [random_valid(rng, number) for number in range(200)]
     payloads = [orjson.dumps(e) for e in events_[:100]] + [orjson.dumps(dict(sorted(e.items()))) for e in events_[100:]]
-    payloads += [events.encode(events.transaction_to_dict(row)) for row in
-                 events.decode_transactions(payloads[:10]).frame.to_dict("records")]
-    taken = sum(len(positions) for positions, _ in events._fast_parts(payloads))
+    payloads += [contract.encode(contract.transaction_to_dict(row)) for row in
+                 fast_decode.decode_transactions(payloads[:10]).frame.to_dict("records")]
+    taken = sum(len(positions) for positions, _ in fast_decode._fast_parts(payloads))
     assert taken == len(payloads)
     assert_same(payloads)
 
 
-def decode(payloads: list[bytes]) -> events.DecodedBatch:
+def decode(payloads: list[bytes]) -> contract.DecodedBatch:
     """The engines' decode, every payload received now."""
     received = np.full(len(payloads), time.time_ns() // 1000, dtype=np.int64)
     return pipeline.decode(payloads, received, future_tolerance_s=300)
@@ -208,15 +209,15 @@ def test_nul_characters_are_rejected_with_their_reason() -> None:
     assert b"\\u0000" in escaped
     raw = orjson.dumps(VALID).replace(b"m-1", b"m\x00-1")
     decoded = decode([escaped, raw, orjson.dumps(VALID), orjson.dumps({**VALID, "note": "a\\u0000b"})])
-    assert decoded.rejected[0] == events.Rejected(0, events.NUL_REASON)
+    assert decoded.rejected[0] == contract.Rejected(0, contract.NUL_REASON)
     assert decoded.rejected[1].reason.startswith("invalid JSON")  # a raw NUL is not JSON at all
     assert decoded.positions.tolist() == [2, 3]
     for name in ("transaction_id", "event_time", "currency", "payment_method", "device_id"):
         value = "\u0000" if name != "event_time" else "2026-11-28T13:45:00\u0000Z"
-        assert decode([orjson.dumps({**VALID, name: value})]).rejected[0].reason == events.NUL_REASON, name
+        assert decode([orjson.dumps({**VALID, name: value})]).rejected[0].reason == contract.NUL_REASON, name
 
 
 def test_small_batches_agree_without_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "_FAST_PATH_MIN_BATCH", 200)
+    monkeypatch.setattr(fast_decode, "_FAST_PATH_MIN_BATCH", 200)
     for seed, size in ((11, 0), (12, 1), (13, 50), (14, 199)):
         assert_same(batch(seed, size, 0.3))

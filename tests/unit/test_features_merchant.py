@@ -112,7 +112,7 @@ def test_labels_up_front_equal_labels_as_they_arrive() -> None:
     assert expected["merchant_label_count"].iloc[-1] > 0
 
 
-def test_spark_per_merchant_step_matches_mixed_batches() -> None:
+def test_merchant_features_do_not_depend_on_which_merchants_share_a_state() -> None:
     config = FeatureConfig()
     events = transactions([{"seconds": s * 97 % 4000, "merchant_id": f"m{s % 3}"} for s in range(40)])
     feedback = labels([{"transaction_id": f"x{s}", "merchant_id": f"m{s % 3}", "seconds": s * 300} for s in range(6)])
@@ -121,6 +121,7 @@ def test_spark_per_merchant_step_matches_mixed_batches() -> None:
     expected = mixed.process(events)
     parts = []
     for merchant, group in events.groupby("merchant_id"):
-        frame, _ = MerchantFeatures.step(config, merchant, None, group, feedback[feedback["merchant_id"] == merchant])
-        parts.append(frame)
+        alone = MerchantFeatures(config)
+        alone.apply_labels(feedback[feedback["merchant_id"] == merchant])
+        parts.append(alone.process(group))
     pd.testing.assert_frame_equal(pd.concat(parts).sort_index(), expected, check_exact=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudstream.events import partition_for
+from fraudstream.events.contract import partition_for
 from fraudstream.features import FeatureConfig, FeatureState
 from fraudstream.features.examples import labels, transactions
 from fraudstream.features.replay import partitions_of, replay_partitioned

@@ -72,13 +72,3 @@ def test_a_block_rewritten_in_place_survives_a_compaction_in_the_same_scatter(em
     np.testing.assert_array_equal(store.rows("rows", "c"), np.arange(big)[:, None])
     assert np.all(arena.length <= arena.capacity)
 
-
-def test_a_key_round_trips_through_bytes() -> None:
-    store = KeyedStore(SCALARS, (0,), {"rows": 2, "other": 1})
-    slots = store.slots(np.array(["a", "b"], dtype=object))
-    store.scatter("rows", slots, np.arange(10).reshape(5, 2), np.array([0, 0, 1, 1, 1]))
-    store.scalars["watermark_us"][slots] = [7, 9]
-    copy = KeyedStore(SCALARS, (0,), {"rows": 2, "other": 1})
-    copy.load_key("b", store.dump_key("b"))
-    np.testing.assert_array_equal(copy.rows("rows", "b"), np.arange(4, 10).reshape(3, 2))
-    assert copy.scalars["watermark_us"][copy.index["b"]] == 9 and len(copy.rows("other", "b")) == 0

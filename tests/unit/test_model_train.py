@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pytest
 
-from fraudstream.model.dataset import MICROS_PER_DAY, import_labeled, replay
+from fraudstream.history import write_history
+from fraudstream.model.dataset import LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
-from fraudstream.model.train import SplitConfig, TrainConfig, build, split_masks
+from fraudstream.model.train import SplitConfig, TrainConfig, build
 from fraudstream.scoring import Scorer
+from fraudstream.simulate.backfill import simulate_history
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 
@@ -43,23 +46,11 @@ def test_import_rejects_missing_columns_and_bad_labels(tmp_path: Path) -> None:
         import_labeled(path)
 
 
-def test_split_keeps_gaps_and_order() -> None:
-    times = np.arange(0, 30 * MICROS_PER_DAY, MICROS_PER_DAY // 4)
-    masks = split_masks(times, SplitConfig(burn_in_days=2, gap_days=1, validation_days=4, test_days=6))
-    assert times[masks["train"]].max() < times[masks["validation"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
-    assert times[masks["validation"]].max() < times[masks["test"]].min() - MICROS_PER_DAY + MICROS_PER_DAY // 4
-    assert not (masks["train"] & masks["test"]).any()
-    assert times[masks["train"]].min() == 2 * MICROS_PER_DAY
-
-
 def test_build_on_a_small_simulation(tmp_path: Path) -> None:
-    pytest.importorskip("fraudstream.simulate.backfill")
-    from fraudstream.simulate.backfill import simulate_history, write_history
-
     write_history(simulate_history(16, seed=3, accounts=300, merchants=200, fraud_share=0.03), tmp_path / "history")
     split = SplitConfig(burn_in_days=1, gap_days=1, validation_days=3, test_days=4)
     config = TrainConfig(split=split, max_rounds=30, partitions=4)
-    version, result = build(tmp_path / "models", tmp_path / "history", promote=True, config=config)
+    version, result = build(tmp_path / "models", load_history(tmp_path / "history"), promote=True, config=config)
     assert Registry(tmp_path / "models").production_version() == version
     assert set(result.metrics) == {"model", "logistic_regression", "seed_random_forest"}
     assert 0.5 < result.metrics["model"]["roc_auc"] <= 1.0
@@ -67,3 +58,9 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     assert result.thresholds.review <= result.thresholds.block
     assert result.manifest["replay_partitions"] == result.replay.partitions == 4
     assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
+
+
+def test_training_refuses_a_config_without_the_serving_partition_count(tmp_path: Path) -> None:
+    empty = LabeledHistory(pd.DataFrame(), pd.DataFrame())
+    with pytest.raises(ValueError, match="partitions"):
+        build(tmp_path / "models", empty, config=TrainConfig())

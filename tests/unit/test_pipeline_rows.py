@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fraudstream import pipeline
-from fraudstream.events import transactions_frame
+from fraudstream.events.contract import transactions_frame
 from fraudstream.features import FeatureRows
 from fraudstream.scoring import ScoreResult
 

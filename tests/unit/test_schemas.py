@@ -21,15 +21,15 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from test_events import schema_accepts
 
-from fraudstream import events
+from fraudstream.events import contract
 
 pytestmark = pytest.mark.unit
 
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                            HealthCheck.filter_too_much])
-VALIDATORS = {"transaction": events.validate_transaction, "label": events.validate_label}
+VALIDATORS = {"transaction": contract.validate_transaction, "label": contract.validate_label}
 #: Built once: hypothesis-jsonschema canonicalises the schema when the strategy is built.
-VALID_MESSAGES = {name: from_schema(events.schema(name)) for name in VALIDATORS}
+VALID_MESSAGES = {name: from_schema(contract.schema(name)) for name in VALIDATORS}
 
 #: Values aimed at the rules: times that almost match (month 13, Feb 29 of a common year, 1999, 2100, a
 #: seventh fraction digit, another offset), text with NUL and at the length limits, numbers at the bounds.
@@ -52,14 +52,14 @@ def wire(message: Any) -> bytes:
         payload = orjson.dumps(message)
     except orjson.JSONEncodeError:
         assume(False)
-    assume(len(payload) <= events.MAX_EVENT_BYTES)
+    assume(len(payload) <= contract.MAX_EVENT_BYTES)
     return payload
 
 
 def accepts(name: str, payload: bytes) -> tuple[bool, str]:
     try:
-        VALIDATORS[name](events.decode_json(payload))
-    except events.InvalidEvent as error:
+        VALIDATORS[name](contract.decode_json(payload))
+    except contract.InvalidEvent as error:
         return False, str(error)
     return True, ""
 
@@ -78,7 +78,7 @@ def test_every_message_the_schema_accepts_the_validator_accepts(name: str, data:
 @given(data=st.data())
 def test_every_message_the_validator_rejects_the_schema_rejects(name: str, data: st.DataObject) -> None:
     message = dict(data.draw(VALID_MESSAGES[name], label="valid message"))
-    fields = sorted(events.schema(name)["properties"])
+    fields = sorted(contract.schema(name)["properties"])
     for _ in range(data.draw(st.integers(1, 2), label="mutations")):
         field = data.draw(st.sampled_from(fields), label="field")
         if data.draw(st.booleans(), label="remove"):

@@ -9,7 +9,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from fraudstream import events
+from fraudstream.events import contract, fast_decode
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
 from fraudstream.simulate.live import (
     Chunk,
@@ -25,8 +25,8 @@ from fraudstream.simulate.live import (
     time_scale_for,
 )
 from fraudstream.simulate.normal import LEGITIMATE
-from fraudstream.simulate.population import MICROS_PER_DAY
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
+from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
 
@@ -44,19 +44,19 @@ def test_each_mode_sends_its_own_traffic_as_valid_events_keyed_by_account(mode: 
     expected_fraud = {Mode.normal: (0.0, 0.0), Mode.hacker: (1.0, 1.0), Mode.all: (0.01, 0.04)}[mode]
     assert expected_fraud[0] <= fraud.mean() <= expected_fraud[1]
     payloads = stamp_events(chunk.bodies[:2_000], 1_800_000_000.0, 1_800_000_002.0)
-    decoded = events.decode_transactions(payloads)
+    decoded = fast_decode.decode_transactions(payloads)
     assert decoded.rejected == []
     assert decoded.frame["account_id"].str.encode("ascii").tolist() == chunk.keys[:2_000]
     assert decoded.frame["transaction_id"].tolist() == chunk.transaction_ids[:2_000]
-    assert all(set(orjson.loads(payload)) == set(events.schema()["required"]) for payload in payloads[:100])
+    assert all(set(orjson.loads(payload)) == set(contract.schema()["required"]) for payload in payloads[:100])
 
 
 def test_stamped_event_times_are_spread_over_the_slice_in_order() -> None:
-    bodies = [events.encode({"schema_version": 1, "amount": 1.5})] * 4
+    bodies = [contract.encode({"schema_version": 1, "amount": 1.5})] * 4
     stamped = [orjson.loads(payload) for payload in stamp_events(bodies, 1_800_000_000.0, 1_800_000_001.0)]
-    times = [events.parse_time_us(event["event_time"]) for event in stamped]
+    times = [contract.parse_time_us(event["event_time"]) for event in stamped]
     assert times == [1_800_000_000_000_000, 1_800_000_000_250_000, 1_800_000_000_500_000, 1_800_000_000_750_000]
-    assert stamped[0]["event_time"] == events.format_time_us(times[0])
+    assert stamped[0]["event_time"] == contract.format_time_us(times[0])
     assert all(event["amount"] == 1.5 for event in stamped)
 
 
@@ -82,7 +82,7 @@ def test_labels_come_due_after_their_delay_fraud_sooner_than_legit() -> None:
 def test_arrow_encoded_bodies_carry_exactly_the_history_values() -> None:
     history = simulate_history(days=2, seed=4, accounts=300, merchants=200, fraud_share=0.05)
     payloads = stamp_events(encode_bodies(history.transactions_table), 1_800_000_000.0, 1_800_000_010.0)
-    decoded = events.decode_transactions(payloads)
+    decoded = fast_decode.decode_transactions(payloads)
     assert decoded.rejected == []
     expected = history.transactions.drop(columns="event_time_us")
     pd.testing.assert_frame_equal(decoded.frame.drop(columns="event_time_us"), expected)
@@ -137,7 +137,7 @@ def test_the_source_measures_its_rate_and_chunks_follow_simulated_time_without_g
     assert start <= first.times_us[0] and first.times_us[-1] < start + 7 * MICROS_PER_DAY <= second.times_us[0]
     assert (first.first_number, second.first_number) == (0, len(first.bodies))
     assert second.transaction_ids[0] == f"{source.id_prefix}{len(first.bodies):010d}"
-    stamped = events.decode_transactions(stamp_times(first.bodies[:50], first.times_us[:50])).frame
+    stamped = fast_decode.decode_transactions(stamp_times(first.bodies[:50], first.times_us[:50])).frame
     assert stamped["event_time_us"].tolist() == first.times_us[:50].tolist()
 
 

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudstream.simulate.backfill import History, simulate_history
-from fraudstream.simulate.population import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_SECOND, distance_km
+from fraudstream.history import History
+from fraudstream.simulate.backfill import simulate_history
+from fraudstream.simulate.population import distance_km
+from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE
 
 pytestmark = pytest.mark.unit
 
-MINUTE_US = 60 * MICROS_PER_SECOND
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +56,19 @@ def _speeds_kmh(frame: pd.DataFrame) -> pd.Series:
 
 def test_card_testing_is_a_burst_of_tiny_amounts_at_many_merchants_then_a_large_one(frame: pd.DataFrame) -> None:
     testing = _scenario(frame, "card_testing")
-    for incident in _incidents(testing, gap_us=20 * MINUTE_US):
+    for incident in _incidents(testing, gap_us=20 * MICROS_PER_MINUTE):
         assert incident["device_id"].nunique() == 1
         probes, final = incident.iloc[:-1], incident.iloc[-1]
         assert len(probes) >= 4
         assert (probes["amount"] <= 3.0).all()
         assert probes["merchant_id"].nunique() >= 3
-        assert probes["event_time_us"].max() - probes["event_time_us"].min() < 30 * MINUTE_US
+        assert probes["event_time_us"].max() - probes["event_time_us"].min() < 30 * MICROS_PER_MINUTE
         assert final["amount"] >= 250
-        assert final["event_time_us"] - probes["event_time_us"].max() <= 15 * MINUTE_US
+        assert final["event_time_us"] - probes["event_time_us"].max() <= 15 * MICROS_PER_MINUTE
     # Legitimate accounts almost never make four purchases under 3.00 within ten minutes.
     legit_small = _legit(frame)[_legit(frame)["amount"] <= 3.0]
     window = legit_small.groupby("account_id")["event_time_us"].transform(lambda times: times.diff(3))
-    assert (window < 10 * MINUTE_US).sum() <= 0.001 * len(_legit(frame))
+    assert (window < 10 * MICROS_PER_MINUTE).sum() <= 0.001 * len(_legit(frame))
 
 
 def test_account_takeover_is_a_new_device_abroad_then_high_values(frame: pd.DataFrame) -> None:
