@@ -1,14 +1,16 @@
 """The demo end to end: producers, the processor subprocess, labels, and a summary that adds up; with
---keep, traffic that goes on after the summary until SIGINT."""
+--keep, traffic that goes on after the summary until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,10 +78,22 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_keep_goes_on_producing_after_the_summary_until_sigint(postgres_ready: Settings,
-                                                                database: psycopg.Connection) -> None:
+def ctrl_c(demo: subprocess.Popen) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(demo.pid, signal.SIGINT)
+
+
+def sigterm(demo: subprocess.Popen) -> None:
+    """What a service manager does: SIGTERM to the demo alone."""
+    demo.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm], ids=["ctrl-c", "sigterm"])
+def test_keep_goes_on_producing_after_the_summary_until_stopped(
+        postgres_ready: Settings, database: psycopg.Connection, stop: Callable[[subprocess.Popen], None]) -> None:
     """`fraudstream demo --keep`: after the summary the producers keep sending and the processor keeps
-    scoring, the console answers; SIGINT stops everything with exit code 0 and leaves no process behind."""
+    scoring, the console answers; Ctrl-C or SIGTERM stops everything with exit code 0 and leaves no process
+    behind."""
     tag = uuid.uuid4().hex[:10]
     console_port = free_port()
     settings = postgres_ready.model_copy(update={
@@ -89,7 +103,8 @@ def test_keep_goes_on_producing_after_the_summary_until_sigint(postgres_ready: S
     env = {**processor_env(settings), "FRAUDSTREAM_CONSOLE_PORT": str(console_port), "COLUMNS": "200"}
     demo = subprocess.Popen(fraudstream_command("demo", "--duration", "10", "--rate", "200", "--hacker-rate", "5",
                                                 "--warm-up-days", "1", "--keep"),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group, as in a terminal
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
     reader.start()
@@ -123,7 +138,7 @@ def test_keep_goes_on_producing_after_the_summary_until_sigint(postgres_ready: S
         demo.wait()
         raise
 
-    demo.send_signal(signal.SIGINT)
+    stop(demo)
     assert demo.wait(120) == 0, "".join(lines[-40:])
     reader.join(10)
     assert any("stopping" in line for line in lines)
