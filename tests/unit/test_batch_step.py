@@ -8,13 +8,13 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 import pytest
-from fraudstream.model.examples import publish_example_model
 
 from fraudstream.batch import BatchStep, ModelChoice, OnePartition, Records
 from fraudstream.batch.scoring import Scorer
 from fraudstream.events.contract import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.testing.example_model import publish_example_model
 
 pytestmark = pytest.mark.unit
 
