@@ -11,8 +11,6 @@ import typer
 from fraudstream import kafka
 from fraudstream.commands._output import console, fail
 from fraudstream.config import get_settings
-from fraudstream.events.contract import InvalidEvent, parse_time_us
-from fraudstream.model.exceptions import ModelError
 from fraudstream.model.registry import Registry
 from fraudstream.simulate.backfill import run_backfill
 from fraudstream.simulate.live import Mode, live_start_us, produce_live
@@ -55,7 +53,7 @@ def produce(
         kafka.wait_for_broker(settings)
     except kafka.KafkaUnavailable as error:
         raise fail(str(error)) from None
-    start_us = None if time_scale == 1 else live_start_us(production_training_end_us(settings.models_dir))
+    start_us = None if time_scale == 1 else live_start_us(Registry(settings.models_dir).production_training_end_us())
     summary = produce_live(settings, mode, rate or None, duration, max_events, seed, accounts=accounts,
                            fraud_share=fraud_share, time_scale=time_scale or None, start_us=start_us,
                            warm_up_days=warm_up_days if time_scale != 1 else 0.0)
@@ -71,14 +69,6 @@ def produce(
     if summary.delivery_failures:
         raise fail(f"{summary.delivery_failures} messages were not delivered to {settings.kafka_bootstrap}")
 
-
-def production_training_end_us(models_dir: Path) -> int | None:
-    """The end of the promoted model's training data (its test window), or None without one."""
-    try:
-        return parse_time_us(Registry(models_dir).production().manifest["training_window"]["test"]["end"])
-    except (ModelError, KeyError, TypeError, InvalidEvent):
-        log.info("no promoted model with a training window in %s", models_dir)
-        return None
 
 
 def simulate(
