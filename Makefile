@@ -50,6 +50,7 @@ audit: setup
 
 lint: setup
 	$(VENV)/bin/ruff check fraudstream tests bench
+	$(VENV)/bin/lint-imports
 
 bench: setup services
 	@for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done

@@ -49,13 +49,14 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream import kafka, pipeline
+from fraudstream import kafka
+from fraudstream.batch import rows as pipeline
+from fraudstream.batch.scoring import Scorer
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.events.contract import partition_for, transaction_to_dict
 from fraudstream.features import FeatureState
 from fraudstream.probes import NotReady, wait_until_assigned
-from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
 
 RESULTS = Path(__file__).with_name("results")

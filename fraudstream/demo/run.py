@@ -29,16 +29,18 @@ from fraudstream.demo.processor import start_processor, stop_processor
 from fraudstream.demo.summary import DemoSummary, labels_stored, measure, send_to_commit_ms
 from fraudstream.demo.traffic import MODES, MalformedTrickle, TrafficPlan
 from fraudstream.demo.view import summary_table
+from fraudstream.history import to_microseconds
+from fraudstream.model.registry import Registry
 from fraudstream.probes import sample_value, scrape
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.services import manager
-from fraudstream.simulate.backfill import DEFAULT_START, to_microseconds
+from fraudstream.simulate.backfill import DEFAULT_START
 from fraudstream.simulate.live import (
     DEFAULT_WARM_UP_DAYS,
     LiveProducer,
     ProduceSummary,
     SimulatedClock,
-    default_live_start_us,
+    live_start_us,
     time_scale_for,
     warm_up_together,
 )
@@ -137,7 +139,7 @@ class Demo:
 
     def build_producers(self) -> list[LiveProducer]:
         """Customers and attackers of the model's population, from ``warm_up_days`` before the live start."""
-        self.live_start_us = default_live_start_us(self.settings.models_dir)
+        self.live_start_us = live_start_us(Registry(self.settings.models_dir).production_training_end_us())
         start_us = self.live_start_us - round(self.warm_up_days * MICROS_PER_DAY)
         self.plan = TrafficPlan(self.rate, self.hacker_rate, min(to_microseconds(DEFAULT_START), start_us))
         sources = [self.plan.source(mode, start_us) for mode in MODES]

@@ -31,3 +31,9 @@ class MetricsPortUnavailable(EngineError):
 class BatchAbandoned(EngineError):
     """The batch in flight was not committed (the database connection was lost, or the engine stopped during
     an outage); its partitions resume from the database's checkpoints, so nothing is lost or doubled."""
+
+
+class StateConfigMismatch(EngineError):
+    """A checkpointed feature state was built with another feature configuration than the model's: the
+    engine refuses to guess (replaying from the beginning depends on what Kafka still retains); the message
+    says how to start the state over."""

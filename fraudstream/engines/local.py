@@ -1,12 +1,12 @@
 """The local engine: one Python process per consumer-group member, micro-batches, lowest latency.
 
 Feature state is kept per partition of the transactions topic (accounts are keyed to partitions; the
-owned partitions share one PartitionedFeatureState, so a batch is one feature call), and is
+owned partitions share one MultiPartitionFeatureState, so a batch is one feature call), and is
 checkpointed in PostgreSQL together with the offsets, so that "exactly once in effect" holds across
 ``kill -9``: rows are upserted idempotently, the offsets are written in the same database transaction
 as the rows, and a restored partition replays from its snapshot up to the committed offset, which
-re-derives the same state without writing anything. Alerts and dead letters are at-least-once
-(keyed by transaction id / carrying their source offset).
+re-derives the same state without writing anything (only the alerts of its stored rows are sent again).
+Alerts and dead letters are at-least-once (keyed by transaction id / carrying their source offset).
 
 Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and the hand-over) and
 ``LocalEngine._commit_batch`` (steps 7-9) follow these steps one to one:
@@ -14,24 +14,28 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 1. Poll up to ``batch_size`` records or ``batch_timeout_ms`` from the assigned partitions. Records of
    a partition revoked meanwhile are dropped: its new owner replays them.
 2. Reload the model if another version was promoted: a batch is scored by one model only.
-3. Read the labels that arrived; apply each one to every owned partition state that has not seen it
-   (each state remembers its position in every label partition) and stage it for the labels table.
-4. Decode and validate; invalid records become dead letters with their reason.
-5. Run each partition's valid records through its own feature state, in offset order (one call for all
-   partitions). Records below the partition's committed offset are a replay after a restore: they update
-   the state, nothing else.
-6. Score the new records in one vectorized call; build the database rows (and their COPY payload) and
-   the alerts. Then wait until the previous batch has finished step 9, and hand this one over: capture
-   the offsets it reaches and the state snapshots due at those offsets (taken now, before the next
-   batch moves the states), and enqueue its alerts and dead letters in the producer.
-7. Flush the producer and check every delivery, so alerts and dead letters are durable before the
-   offsets that cover them (a broker outage is waited out: the producer retries).
-8. In one database transaction: upsert the rows, upsert the labels, advance the offsets (they only
-   grow, else OffsetRegression), write the captured snapshots; commit (without waiting for the WAL
-   flush: a transaction lost in a PostgreSQL crash takes its offsets with it and is replayed). While
-   PostgreSQL is away this step retries with back-off (``outages.py``); when the connection was lost,
-   the batch is abandoned once a new one works, and the polling thread rewinds every owned partition
-   to the database's checkpoints, as a reassignment would (nothing committed beyond written rows).
+3. Read the labels that arrived, and take the state snapshots due (before this batch moves the states,
+   so that the last committed batch is always replayed after a crash: see step 8).
+4-6. The batch step (``fraudstream.batch.BatchStep``, the same as the Spark job's): apply each label to
+   every owned partition state that has not seen it (each state remembers its position in every label
+   partition); decode and validate (invalid records become dead letters with their reason); run each
+   partition's valid records through its own feature state, in offset order (one call for all
+   partitions); records below the partition's committed offset are a replay after a restore: they
+   update the state, nothing else; score the new records in one vectorized call; build the rows and
+   the alerts. Then encode the rows' COPY payload, wait until the previous batch has finished step 9,
+   and hand this one over: capture the offsets it reaches, and enqueue its dead letters in the sink.
+7. ``sink.confirm_delivery``: every dead letter acknowledged, so they are durable before the offsets
+   that cover them (a broker outage is waited out: the producer retries).
+8. ``sink.write``, one database transaction: upsert the rows, upsert the labels, advance the offsets
+   (they only grow, else OffsetRegression), write the captured snapshots; commit (a batch without alerts
+   does not wait for the WAL flush: a transaction lost in a PostgreSQL crash takes its offsets with it
+   and is replayed). Then send the alerts of the rows *as stored* and confirm their delivery: an alert
+   never names a row that is not stored with its decision and score. A crash before they are acknowledged
+   loses nothing: the restore replays from a snapshot taken before this batch, and the alerts of the
+   replayed records' stored rows are sent again. While PostgreSQL is away this step retries with
+   back-off (``outages.py``); when the connection was lost, the batch is abandoned once a new one works,
+   and the polling thread rewinds every owned partition to the database's checkpoints, as a reassignment
+   would (nothing committed beyond written rows).
 9. Record the metrics; then (on the polling thread, when it collects the batch) mark the offsets
    committed and tell Kafka (informational only: lag tools read them).
 
@@ -47,7 +51,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,32 +59,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from fraudstream import kafka, pipeline
+from fraudstream import kafka
+from fraudstream.batch import BatchOutput, BatchStep, ModelChoice, Records
+from fraudstream.batch.sink import SinkWrite, Snapshot, Written
 from fraudstream.config import Settings
-from fraudstream.engines.exceptions import (
-    BatchAbandoned,
-    MetricsPortUnavailable,
-    OffsetRegression,
-    SinkDeliveryFailed,
-    TopicMissing,
-)
+from fraudstream.engines.exceptions import BatchAbandoned, MetricsPortUnavailable, OffsetRegression
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
 from fraudstream.engines.outages import KAFKA, POSTGRES, Backoff, EngineDatabase, Outage
-from fraudstream.features import FEATURE_CODE_VERSION, FeatureRows, FeatureState, StateFormatError
-from fraudstream.features.columnar import batch_columns
-from fraudstream.features.partitioned import PartitionedFeatureState
-from fraudstream.features.state import REQUIRED_COLUMNS
+from fraudstream.engines.restore import restore_state
+from fraudstream.engines.sink import PostgresKafkaSink, check_topics
+from fraudstream.features import FeatureState, StateFormatError
+from fraudstream.features.columnar import Columns
+from fraudstream.features.partitioned import MultiPartitionFeatureState
 from fraudstream.metrics import EngineMetrics
 from fraudstream.store import writer
 
 log = logging.getLogger(__name__)
 
 ENGINE = "local"
-#: Kafka's produce limit for our messages: the broker accepts 2 MB (dead letters keep original bytes).
-PRODUCER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,9 @@ class EngineOptions:
 
 
 @dataclass
-class PartitionState:
-    """Where one owned partition stands (its feature state is in the engine's PartitionedFeatureState)."""
+class PartitionProgress:
+    """Where one owned partition stands in its topic (its feature state is in the engine's
+    MultiPartitionFeatureState)."""
 
     partition: int
     #: Next offset whose rows are not yet durable; records below it are a replay.
@@ -141,45 +141,43 @@ class RunSummary:
 
 @dataclass
 class Batch:
-    """One poll's records as parallel columns (the Message objects are kept for the rare dead letter)."""
+    """One poll's records of the owned partitions."""
 
-    messages: list[Message]
-    payloads: list[bytes | None]
-    partitions: np.ndarray
-    offsets: np.ndarray
-    #: The records' Kafka timestamps (the producer's send time), in µs: the latency origin that holds
-    #: under a simulated event-time clock too.
-    produced_at_us: np.ndarray
+    records: Records
     ingested_at_us: int
     started: float
 
     @classmethod
-    def from_messages(cls, messages: list[Message], owned: Sequence[int], started: float) -> Batch:
-        """Columns of the records of the ``owned`` partitions; one C-level pass per column."""
+    def from_messages(cls, topic: str, messages: list[Message], owned: Sequence[int], started: float) -> Batch:
+        """The records of the ``owned`` partitions (a partition revoked meanwhile is its new owner's)."""
         partitions = np.fromiter(map(Message.partition, messages), np.int32, len(messages))
         keep = np.isin(partitions, owned)
         if not keep.all():
             messages = [message for message, kept in zip(messages, keep.tolist(), strict=True) if kept]
-            partitions = partitions[keep]
-        produced_ms = np.fromiter((timestamp for _, timestamp in map(Message.timestamp, messages)), np.int64,
-                                  len(messages))
-        return cls(messages, list(map(Message.value, messages)), partitions,
-                   np.fromiter(map(Message.offset, messages), np.int64, len(messages)), produced_ms * 1000,
-                   ingested_at_us=time.time_ns() // 1000, started=started)
-
-    def keys(self) -> list[bytes | None]:
-        """The records' keys, read only when a dead letter needs them."""
-        return list(map(Message.key, self.messages))
+        return cls(kafka.records(topic, messages), ingested_at_us=time.time_ns() // 1000, started=started)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A partition's feature state serialized at ``next_offset``, with the label positions it includes."""
+class OwnedStates:
+    """The batch step's view of the owned partitions' feature states: a label reaches each state that has
+    not seen it yet (its position in every label partition travels in its snapshot)."""
 
-    partition: int
-    next_offset: int
-    state: bytes
-    label_offsets: dict[int, int]
+    def __init__(self, features: MultiPartitionFeatureState, progress: dict[int, PartitionProgress]) -> None:
+        self.features = features
+        self.progress = progress
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.features.feature_names
+
+    def apply_labels(self, labels: pd.DataFrame, partitions: np.ndarray, offsets: np.ndarray) -> None:
+        for state in self.progress.values():
+            seen = np.array([state.label_offsets.get(int(p), 0) for p in partitions], dtype=np.int64)
+            unseen = offsets >= seen
+            if unseen.any():
+                self.features.apply_labels(state.partition, labels[unseen].reset_index(drop=True))
+
+    def process_columns(self, batch: Columns, partitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.features.process_columns(batch, partitions)
 
 
 @dataclass
@@ -187,17 +185,12 @@ class HandedOver:
     """What steps 7-9 of one batch write, captured at the hand-over (the states move on meanwhile)."""
 
     batch: Batch
-    rows: pd.DataFrame
-    #: The rows' COPY payload, encoded on the polling thread: the committer thread is left only the I/O
-    #: (it shares a core with PostgreSQL, the pipeline's other busy process).
-    encoded_rows: bytes
-    #: Kafka timestamps of the rows' records, aligned with ``rows``.
-    produced_at_us: np.ndarray
-    labels: pd.DataFrame
-    advancing: dict[int, int]
-    snapshots: list[Snapshot]
-    dead_lettered: int
-    alerted: int
+    output: BatchOutput
+    #: Rows (COPY payload encoded on the polling thread: the committer thread is left only the I/O, as it
+    #: shares a core with PostgreSQL), labels, the offsets reached and the snapshots due.
+    write: SinkWrite
+    #: Alerts sent, of the rows as stored (set by step 8).
+    alerted: int = 0
 
 
 class LocalEngine:
@@ -208,27 +201,27 @@ class LocalEngine:
         self.settings = settings
         self.options = options
         self.topic = settings.transactions_topic
-        self.states: dict[int, PartitionState] = {}
+        self.states: dict[int, PartitionProgress] = {}
         self.summary = RunSummary()
         self.metrics = EngineMetrics(ENGINE)
         self.stopping = False
-        self._check_topics()
+        check_topics(settings)
         self.database_outage = Outage(POSTGRES, self.metrics, options.outage_log_interval_s)
         self.kafka_outage = Outage(KAFKA, self.metrics, options.outage_log_interval_s)
         self.database = EngineDatabase(settings.database_url, self.database_outage, options.backoff,
                                        lambda: self.stopping)
         self.models = ModelHolder(settings.models_dir, options.model_poll_interval_s)
         self.config = self.models.feature_config
-        self.features = PartitionedFeatureState(self.config)
+        self.features = MultiPartitionFeatureState(self.config)
+        self.owned = OwnedStates(self.features, self.states)
+        self.step = BatchStep(ENGINE, settings.event_time_future_tolerance_s)
         self.labels = LabelFeed(settings, options.group)
-        # Step 7 flushes every batch's alerts at once: lingering would only delay the commit.
-        self.producer: Producer = kafka.producer(settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
-                                                              "linger.ms": 0, "error_cb": self._kafka_error})
+        self.sink = PostgresKafkaSink(settings, group=options.group, kafka_outage=self.kafka_outage,
+                                      stopping=lambda: self.stopping, error_cb=self._kafka_error)
         self.consumer = self._new_consumer()
         #: Set by a fatal consumer error (e.g. a static member fenced after a broker restart): the consumer
         #: is replaced at the next batch boundary.
         self._consumer_failed: str | None = None
-        self._delivery_errors: list[str] = []
         self._lag_at = 0.0
         self._polled_at = 0.0
         self._idle = True
@@ -236,7 +229,7 @@ class LocalEngine:
         self._in_flight: Future[HandedOver] | None = None
         #: Set when a batch in flight was abandoned: the owned partitions must go back to the database's checkpoints.
         self._rewind_pending = False
-        self._feature_order = self._register_model()
+        self._model = self._register_model()
 
     def _new_consumer(self) -> Consumer:
         """The group member's consumer. Small per-partition fetches make a backlogged batch mix partitions,
@@ -270,21 +263,13 @@ class LocalEngine:
         self.consumer = self._new_consumer()
         self._subscribe()
 
-    def _register_model(self) -> tuple[str, ...]:
-        """Note the model in the metrics and the summary; the order the database stores its features in."""
+    def _register_model(self) -> ModelChoice:
+        """Note the model in the metrics and the summary, with the order the database stores its features in."""
         scorer = self.models.scorer
         self.metrics.set_model(scorer.model_version)
         self.summary.model_versions.append(scorer.model_version)
-        return self.database.run(lambda connection: writer.feature_order(connection, scorer.model_version,
-                                                                         scorer.feature_names))
-
-    def _check_topics(self) -> None:
-        settings = self.settings
-        needed = [settings.transactions_topic, settings.labels_topic, settings.alerts_topic, settings.dlq_topic]
-        missing = [name for name in needed if name not in kafka.describe_topics(settings, needed)]
-        if missing:
-            raise TopicMissing(f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap}; "
-                               "create them with `fraudstream topics create`")
+        return ModelChoice(scorer, self.database.run(lambda connection: writer.feature_order(
+            connection, scorer.model_version, scorer.feature_names)))
 
     # --- partition ownership -------------------------------------------------------------------------
 
@@ -322,7 +307,7 @@ class LocalEngine:
     def _needs_rewind(self) -> bool:
         return self._rewind_pending or self.database.reconnected
 
-    def _start_offset(self, state: PartitionState) -> int:
+    def _start_offset(self, state: PartitionProgress) -> int:
         """The snapshot's offset; without one, the beginning (to rebuild the state), except for a partition
         this group never touched when the options say to start at the end (the demo's live traffic)."""
         if state.snapshot_offset is not None:
@@ -332,7 +317,7 @@ class LocalEngine:
             return self.consumer.get_watermark_offsets(TopicPartition(self.topic, state.partition), timeout=10)[1]
         return OFFSET_BEGINNING
 
-    def _restore(self, partition: int) -> tuple[PartitionState, FeatureState]:
+    def _restore(self, partition: int) -> tuple[PartitionProgress, FeatureState]:
         checkpoint = self.database.run(lambda connection: writer.load_checkpoint(
             connection, self.options.group, self.topic, partition))
         committed = checkpoint.committed_offset or 0
@@ -341,15 +326,14 @@ class LocalEngine:
                                    f"beyond the committed offset {committed}; engine_offsets was edited by hand?")
         if checkpoint.state is not None:
             try:
-                features = FeatureState.restore(checkpoint.state)
-                if features.config != self.config:
-                    raise StateFormatError("snapshot built with another feature configuration than the model's")
-            except StateFormatError as error:
+                features = restore_state(checkpoint.state, self.config,
+                                         f"run the processor with another --group than {self.options.group}")
+            except StateFormatError as error:  # unreadable: rebuilt from the topic (what Kafka still retains)
                 log.error("snapshot refused partition=%d reason=%r action=replay_from_beginning", partition, str(error))
             else:
-                return PartitionState(partition, committed, checkpoint.snapshot_offset or 0, checkpoint.label_offsets,
-                                      checkpoint.snapshot_offset), features
-        return PartitionState(partition, committed, 0, {}, None), FeatureState(self.config)
+                return PartitionProgress(partition, committed, checkpoint.snapshot_offset or 0,
+                                         checkpoint.label_offsets, checkpoint.snapshot_offset), features
+        return PartitionProgress(partition, committed, 0, {}, None), FeatureState(self.config)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Drop the states once the batch in flight is committed: everything they produced is then durable."""
@@ -375,49 +359,37 @@ class LocalEngine:
         messages = [message for message in polled if message.error() is None]
         if len(messages) < len(polled):
             self._log_errors(polled)
-        batch = Batch.from_messages(messages, list(self.states), started)
+        batch = Batch.from_messages(self.topic, messages, list(self.states), started)
         # 2. Reload the model at this boundary if another version was promoted.
         if self.models.refresh():
             self._collect()  # the committer thread's connection is free again
-            self._feature_order = self._register_model()
-        # 3. Labels: apply to the states that have not seen them, stage for the table.
-        labels, label_letters = self.labels.poll(self.states.values(), self.features, ENGINE)
-        # 4. Decode and validate.
-        received_at_us = pipeline.received_times_us(batch.produced_at_us, batch.ingested_at_us)
-        decoded = pipeline.decode(batch.payloads, received_at_us,
-                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
-        fresh = batch.offsets >= self._committed_offsets(batch.partitions)
-        rejected = [item for item in decoded.rejected if fresh[item.position]]
-        letters = label_letters
-        if rejected:
-            letters = pipeline.dead_letters(batch.keys(), batch.payloads, rejected, source="transactions",
-                                            topic=self.topic,
-                                            partitions=batch.partitions.tolist(), offsets=batch.offsets.tolist(),
-                                            engine=ENGINE) + label_letters
-        # 5. Features, each partition's rows through its own state, replays included.
-        features = self._features(decoded.frame, batch.partitions[decoded.positions])
-        new = fresh[decoded.positions]
-        self.summary.replayed += int((~new).sum())
-        # 6. Score the new records; rows and alerts; hand over to the committer once the previous batch is done.
-        transactions = decoded.frame[new].reset_index(drop=True)
-        transactions["kafka_partition"] = batch.partitions[decoded.positions][new]
-        transactions["kafka_offset"] = batch.offsets[decoded.positions][new]
-        transactions["ingested_at_us"] = batch.ingested_at_us
-        rows = self._score(transactions, features.rows(new))
-        alerts = pipeline.alert_messages(rows)
-        encoded = writer.encode_scored(rows) if len(rows) else b""
+            self._model = self._register_model()
+        # 3. The labels that arrived.
+        labels = self.labels.poll()
+        # 4-6. The batch step: labels to the states that have not seen them, decode, features (replays
+        # included), score the new records; rows, alerts, dead letters.
+        records = batch.records
+        # The snapshots due are taken before the batch moves the states: so the last committed batch is
+        # always replayed after a crash, and the alerts of its stored rows are sent again (the sink's step 3).
+        snapshots = self._due_snapshots()
+        output = self.step.run(records, labels, self.owned, self._model, ingested_at_us=batch.ingested_at_us,
+                               committed=self._committed_offsets(records.partitions))
+        self.labels.advance(self.states.values(), labels)
+        self.summary.replayed += output.replayed
+        encoded = writer.encode_scored(output.rows) if len(output.rows) else b""
+        # Hand over to the committer once the previous batch is done.
         self._collect()
         if self._needs_rewind():
             self._rewind()  # this batch was computed from states that are now replaced: it comes again
             return 0
-        self._advance_positions(batch)
-        handed = HandedOver(batch, rows, encoded, batch.produced_at_us[decoded.positions][new], labels,
-                            self._advancing(), self._due_snapshots(), len(rejected), len(alerts))
-        if not (rows.empty and labels.empty and not handed.advancing and not handed.snapshots
-                and not alerts and not letters):
-            self._produce(alerts, letters)
-            self._in_flight = self._committer.submit(self._commit_batch, handed)
-        return len(rows) + len(rejected)
+        self._advance_positions(records)
+        write = SinkWrite(encoded, len(output.rows), output.labels, self._advancing(), snapshots, output.alerts,
+                          output.rows["transaction_id"].to_numpy(), output.replayed_ids)
+        if not (write.is_empty and output.is_empty):
+            self.sink.send((), output.letters)
+            self.metrics.observe_dead_letters(letter[2] for letter in output.letters)
+            self._in_flight = self._committer.submit(self._commit_batch, HandedOver(batch, output, write))
+        return len(output.rows) + output.rejected
 
     def _poll(self, started: float) -> list[Message]:
         """Up to batch_size records, waiting at most until batch_timeout_ms after the previous poll began
@@ -444,24 +416,10 @@ class LocalEngine:
             committed[partitions == partition] = self.states[partition].committed
         return committed
 
-    def _features(self, frame: pd.DataFrame, partitions: np.ndarray) -> FeatureRows:
-        """Each partition's rows through its own state, in one call; the result is aligned with ``frame``."""
-        matrix, late = self.features.process_columns(batch_columns(frame, REQUIRED_COLUMNS), partitions)
-        return FeatureRows(matrix, self.features.feature_names, late)
-
-    def _score(self, transactions: pd.DataFrame, features: FeatureRows) -> pd.DataFrame:
-        if transactions.empty:
-            return pipeline.no_rows()
-        scorer = self.models.scorer
-        return pipeline.scored_rows(transactions, features, scorer.score_rows(features),
-                                    model_version=scorer.model_version,
-                                    engine=ENGINE, scored_at_us=time.time_ns() // 1000,
-                                    feature_columns=self._feature_order)
-
-    def _advance_positions(self, batch: Batch) -> None:
-        for partition in np.unique(batch.partitions):
+    def _advance_positions(self, records: Records) -> None:
+        for partition in np.unique(records.partitions):
             state = self.states[int(partition)]
-            state.position = max(state.position, int(batch.offsets[batch.partitions == partition].max()) + 1)
+            state.position = max(state.position, int(records.offsets[records.partitions == partition].max()) + 1)
 
     def _advancing(self) -> dict[int, int]:
         return {p: s.position for p, s in self.states.items() if s.position > s.committed}
@@ -473,22 +431,11 @@ class LocalEngine:
         return [Snapshot(s.partition, s.position, self.features.snapshot(s.partition), dict(s.label_offsets))
                 for s in due]
 
-    def _snapshot_due(self, state: PartitionState) -> bool:
+    def _snapshot_due(self, state: PartitionProgress) -> bool:
         if state.position == (state.snapshot_offset or 0):
             return False
         return (state.snapshot_offset is None
                 or time.monotonic() - state.snapshot_at >= self.options.snapshot_interval_s)
-
-    def _produce(self, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
-        """Enqueue alerts and dead letters; step 7 flushes them."""
-        for key, value in alerts:
-            self.producer.produce(self.settings.alerts_topic, key=key, value=value, on_delivery=self._delivered)
-        kafka.publish_dead_letters(self.producer, self.settings.dlq_topic, letters, on_delivery=self._delivered)
-        self.metrics.observe_dead_letters(letter[2] for letter in letters)
-
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() == KafkaError._FATAL:  # as a message's error, the flag is not set
@@ -506,27 +453,22 @@ class LocalEngine:
     # --- steps 7-9, on the committer thread ----------------------------------------------------------
 
     def _commit_batch(self, handed: HandedOver) -> HandedOver:
-        # 7. Alerts and dead letters durable in Kafka before the offsets that cover them (waiting out a broker
-        #    outage: the producer keeps them and retries until message.timeout.ms).
-        remaining = self.producer.flush(5)
-        if remaining:
-            while remaining and not self._delivery_errors and not self.stopping:
-                self.kafka_outage.failed(f"{remaining} alerts and dead letters not acknowledged")
-                remaining = self.producer.flush(5)
-            if not remaining:
-                self.kafka_outage.recovered()
-        errors, self._delivery_errors = self._delivery_errors, []
-        if remaining or errors:
-            raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
-                                     f"check the broker at {self.settings.kafka_bootstrap}; the batch will be replayed")
-        # 8. Rows, labels, offsets and the captured snapshots in one database transaction.
-        if not (handed.rows.empty and handed.labels.empty and not handed.advancing and not handed.snapshots):
-            self._write_through_outages(handed)
+        # 7. Dead letters durable in Kafka before the offsets that cover them (waiting out a broker outage: the
+        #    producer keeps them and retries until message.timeout.ms).
+        self.sink.confirm_delivery()
+        # 8. Rows, labels, offsets and the captured snapshots in one database transaction; then the alerts of
+        #    the rows as stored, delivery confirmed.
+        if not handed.write.is_empty:
+            alerts = self._write_through_outages(handed.write).alerts
+            if alerts:
+                self.sink.send(alerts, ())
+                self.sink.confirm_delivery()
+            handed.alerted = len(alerts)
         # 9. Metrics (the offsets are marked committed when the polling thread collects the batch).
         self._record(handed, committed_at_us=time.time_ns() // 1000)
         return handed
 
-    def _write_through_outages(self, handed: HandedOver) -> None:
+    def _write_through_outages(self, write: SinkWrite) -> Written:
         """Step 8, retried while PostgreSQL is away. A failure on a live connection (disk full, a server
         starting up) rolled back: the same batch is written again. A lost connection may have lost commits
         acknowledged before it (no WAL flush wait): once a new connection works, the batch is abandoned and
@@ -534,7 +476,7 @@ class LocalEngine:
         attempt = 0
         while True:
             try:
-                self._write(handed)
+                written = self.sink.write(self.database.connection, write)
             except psycopg.OperationalError as error:
                 if self.database.lost:
                     self.database_outage.failed(error)
@@ -545,33 +487,10 @@ class LocalEngine:
                 attempt += 1
                 continue
             self.database_outage.recovered()
-            return
-
-    def _write(self, handed: HandedOver) -> None:
-        connection = self.database.connection
-        with connection.transaction():
-            # No wait for the WAL flush: the offsets live in this same transaction, so a PostgreSQL crash
-            # that loses it loses its offsets too, and the batch is replayed from Kafka (nothing else
-            # acts on this commit but the informational Kafka offsets and at-least-once alerts).
-            connection.execute("SET LOCAL synchronous_commit = off")
-            writer.write_scored(connection, handed.encoded_rows, len(handed.rows))
-            writer.upsert_labels(connection, handed.labels)
-            stale = writer.advance_offsets(connection, self.options.group, self.topic, handed.advancing)
-            if stale:
-                raise OffsetRegression(f"partitions {stale} of {self.topic} already have a higher committed offset "
-                                       f"in group {self.options.group}: another member wrote them; rolled back")
-            for snapshot in handed.snapshots:
-                written = writer.save_snapshot(
-                    connection, self.options.group, self.topic, snapshot.partition,
-                    next_offset=snapshot.next_offset, state=snapshot.state, feature_code_version=FEATURE_CODE_VERSION,
-                    label_offsets=snapshot.label_offsets)
-                if not written:
-                    raise OffsetRegression(f"partition {snapshot.partition}: a snapshot beyond offset "
-                                           f"{snapshot.next_offset} exists; another member owns this partition; "
-                                           "rolled back")
+            return written
 
     def _record(self, handed: HandedOver, committed_at_us: int) -> None:
-        rows, dead_lettered = handed.rows, handed.dead_lettered
+        rows, dead_lettered = handed.output.rows, handed.output.rejected
         if rows.empty and not dead_lettered:
             return
         duration_s = time.perf_counter() - handed.batch.started
@@ -579,10 +498,10 @@ class LocalEngine:
                                    event_time_us=rows["event_time_us"].to_numpy(),
                                    ingested_at_us=rows["ingested_at_us"].to_numpy(),
                                    decisions=rows["decision"].value_counts().to_dict(), dead_lettered=dead_lettered,
-                                   produced_at_us=handed.produced_at_us)
+                                   produced_at_us=handed.output.produced_at_us)
         log.debug("batch committed records=%d scored=%d dead_lettered=%d alerts=%d labels=%d duration_ms=%.1f",
-                  len(handed.batch.payloads), len(rows), dead_lettered, handed.alerted, len(handed.labels),
-                  duration_s * 1000)
+                  len(handed.batch.records), len(rows), dead_lettered, handed.alerted,
+                  len(handed.output.labels), duration_s * 1000)
 
     # --- back on the polling thread ------------------------------------------------------------------
 
@@ -597,20 +516,20 @@ class LocalEngine:
             log.warning("batch abandoned reason=%r action=rewind_to_database_checkpoints", str(abandoned))
             self._rewind_pending = True
             return
-        for partition, offset in handed.advancing.items():
+        for partition, offset in handed.write.offsets.items():
             self.states[partition].committed = offset
-        for snapshot in handed.snapshots:
+        for snapshot in handed.write.snapshots:
             state = self.states[snapshot.partition]
             state.snapshot_offset, state.snapshot_at = snapshot.next_offset, time.monotonic()
-        self._commit_kafka(handed.advancing)
-        summary = self.summary
+        self._commit_kafka(handed.write.offsets)
+        output, summary = handed.output, self.summary
         summary.batches += 1
-        summary.scored += len(handed.rows)
-        summary.dead_lettered += handed.dead_lettered
+        summary.scored += len(output.rows)
+        summary.dead_lettered += output.rejected
         summary.alerted += handed.alerted
-        summary.labels += len(handed.labels)
+        summary.labels += len(output.labels)
 
-    def _commit_kafka(self, advancing: dict[int, int]) -> None:
+    def _commit_kafka(self, advancing: Mapping[int, int]) -> None:
         offsets = [TopicPartition(self.topic, partition, offset) for partition, offset in advancing.items()]
         if offsets:
             self.consumer.commit(offsets=offsets, asynchronous=True)
@@ -688,7 +607,7 @@ class LocalEngine:
             self._committer.shutdown()
             self.consumer.close()
             self.labels.close()
-            self.producer.flush(10)
+            self.sink.close()
             self.database.close()
 
 

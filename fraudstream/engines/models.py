@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+from fraudstream.batch.scoring import Scorer
 from fraudstream.engines.exceptions import ModelUnavailable
 from fraudstream.features import FeatureConfig
 from fraudstream.model.registry import Registry
-from fraudstream.scoring import Scorer
 
 log = logging.getLogger(__name__)
 

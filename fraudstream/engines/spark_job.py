@@ -10,15 +10,16 @@ Plan of one micro-batch (the code below builds it in this order):
 3. foreachBatch: the driver picks the promoted model at this batch boundary and publishes it (with the
    batch's ingest time) as Spark local properties of the batch's tasks, then runs the batch's one job.
 4. In that job, transformWithStateInPandas (fraudstream.engines.spark_state) does all the Python work of
-   a partition in one task: decode and validate, labels, the partition's FeatureState (its snapshot in the
-   RocksDB state store), scoring, alerts, dead letters and the idempotent upsert
-   (fraudstream.engines.spark_sink); each task returns one row of counts to the driver.
+   a partition in one task: the batch step both engines share (decode and validate, labels, the
+   partition's FeatureState, its snapshot in the RocksDB state store, scoring, rows, alerts, dead letters)
+   and the shared sink (fraudstream.engines.spark_sink); each task returns one row of counts to the driver.
 5. Spark commits the batch in the checkpoint only after foreachBatch returned, so a crash replays
    the batch from the same offsets and state: the idempotent upsert makes the replay write nothing new.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -30,16 +31,16 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter
 
 from fraudstream import kafka
-from fraudstream.config import Settings
-from fraudstream.engines.exceptions import TopicMissing
+from fraudstream.config import Settings, get_settings
 from fraudstream.engines.models import ModelHolder
+from fraudstream.engines.sink import check_topics
 from fraudstream.engines.spark_sink import BatchContext
 from fraudstream.engines.spark_state import (
     COUNTS,
     KEY_COLUMN,
     OUTPUT_SCHEMA,
     TIMESTAMP_COLUMN,
-    PartitionFeatures,
+    PartitionStepProcessor,
     state_keys,
 )
 from fraudstream.services import spark as spark_service
@@ -160,7 +161,7 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
                   .otherwise(all_keys)).alias(KEY_COLUMN),
     )
     processed = keyed.groupBy(KEY_COLUMN).transformWithStateInPandas(
-        statefulProcessor=PartitionFeatures(models.feature_config, settings, label_owner=keys[0]),
+        statefulProcessor=PartitionStepProcessor(models.feature_config, settings, label_owner=keys[0]),
         outputStructType=OUTPUT_SCHEMA, outputMode="Append", timeMode="None",
     )
 
@@ -183,17 +184,6 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
     if options.trigger_interval_s > 0:
         writer = writer.trigger(processingTime=f"{options.trigger_interval_s} seconds")
     return writer.queryName(options.app_name)
-
-
-def check_topics(settings: Settings) -> int:
-    """Partitions of the transactions topic; TopicMissing when one of the job's topics does not exist."""
-    needed = [settings.transactions_topic, settings.labels_topic, settings.alerts_topic, settings.dlq_topic]
-    found = kafka.describe_topics(settings, needed)
-    missing = [name for name in needed if name not in found]
-    if missing:
-        raise TopicMissing(f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap}; "
-                           "create them with `fraudstream topics create`")
-    return found[settings.transactions_topic]
 
 
 def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
@@ -223,7 +213,22 @@ def run_spark_job(settings: Settings, options: JobOptions) -> list[BatchReport]:
     return reports
 
 
-if __name__ == "__main__":  # `spark-submit [spark options] fraudstream/engines/spark_job.py [submit options]`
-    from fraudstream.cli import app
+def main(argv: list[str]) -> None:
+    """Under spark-submit (master, resources and jars are spark-submit's): the job with these options."""
+    parser = argparse.ArgumentParser(prog="spark_job.py", description=main.__doc__)
+    parser.add_argument("--checkpoint", default="")
+    parser.add_argument("--app-name", default="fraudstream")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=JobOptions.max_offsets_per_trigger)
+    parser.add_argument("--trigger-interval", type=float, default=0.0)
+    parser.add_argument("--shuffle-partitions", type=int, default=0)
+    parser.add_argument("--max-events", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None)
+    args = parser.parse_args(argv)
+    run_spark_job(get_settings(), JobOptions(
+        checkpoint=args.checkpoint, app_name=args.app_name, max_offsets_per_trigger=args.max_offsets_per_trigger,
+        trigger_interval_s=args.trigger_interval, shuffle_partitions=args.shuffle_partitions,
+        max_events=args.max_events, duration_s=args.duration))
 
-    app(["spark", "submit", "--master", "keep", *sys.argv[1:]])
+
+if __name__ == "__main__":  # `spark-submit [spark options] fraudstream/engines/spark_job.py [job options]`
+    main(sys.argv[1:])

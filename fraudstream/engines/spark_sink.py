@@ -1,13 +1,12 @@
-"""The Spark engine's writes, run on the executors by the stateful step for one Kafka partition's batch.
+"""The Spark engine's batch step and sink on the executors, for one Kafka partition's batch.
 
-With the local engine's own pieces (``fraudstream.pipeline`` builds the rows, alerts and dead letters;
-``fraudstream.store.writer`` upserts them), ``write`` does:
-
-1. Score the valid transactions in one vectorized LightGBM call, with the model version the driver
-   chose at this batch boundary (``BatchContext``; loaded once per executor Python process and version).
-2. Produce the alerts and the dead letters and wait for every delivery.
-3. In one database transaction, upsert the scored rows and the labels (ON CONFLICT DO NOTHING).
-4. Return the counts.
+``process`` runs the batch step both engines share (``fraudstream.batch.BatchStep``) with the model
+version the driver chose at this batch boundary (``BatchContext``), then writes through the sink both
+engines share (``fraudstream.engines.sink.PostgresKafkaSink``): dead letters acknowledged by the broker,
+rows and labels in one database transaction, then the alerts of the rows as stored, acknowledged. The
+offsets and the feature state live in Spark's checkpoint, committed only after every task returned, so
+the sink writes neither (a task that fails after the rows committed is retried: its alerts then come
+from the stored rows).
 
 A batch replayed after a crash writes nothing twice (idempotent upserts); alerts and dead letters are
 at-least-once, keyed by transaction id / carrying their source offset, as in the local engine.
@@ -15,25 +14,20 @@ at-least-once, keyed by transaction id / carrying their source offset, as in the
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import psycopg
-from confluent_kafka import KafkaError, Message, Producer
 from pyspark import SparkContext, TaskContext
 
-from fraudstream import kafka, pipeline
+from fraudstream.batch import BatchStep, FeatureStates, ModelChoice, Records
+from fraudstream.batch.scoring import Scorer
+from fraudstream.batch.sink import SinkWrite, Written
 from fraudstream.config import Settings
-from fraudstream.engines.exceptions import SinkDeliveryFailed
-from fraudstream.features import FeatureRows
-from fraudstream.scoring import Scorer
+from fraudstream.engines.sink import PostgresKafkaSink
 from fraudstream.store import writer
 
 ENGINE = "spark"
-#: The broker accepts 2 MB messages (dead letters keep the original bytes).
-PRODUCER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 #: Spark local properties through which the driver hands each batch's choices to its tasks.
 MODEL_VERSION_PROPERTY = "fraudstream.model_version"
 INGESTED_AT_PROPERTY = "fraudstream.ingested_at_us"
@@ -43,7 +37,8 @@ _scorers: dict[tuple[str, str], Scorer] = {}
 #: (database url, model version) -> the order the database stores that version's features in.
 _feature_orders: dict[tuple[str, str], tuple[str, ...]] = {}
 _connections: dict[str, psycopg.Connection] = {}
-_producers: dict[str, Producer] = {}
+_sinks: dict[str, PostgresKafkaSink] = {}
+_steps: dict[float, BatchStep] = {}
 
 
 @dataclass(frozen=True)
@@ -85,67 +80,45 @@ def _connection(url: str) -> psycopg.Connection:
     return connection
 
 
-def _feature_order(connection: psycopg.Connection, url: str, scorer: Scorer) -> tuple[str, ...]:
-    """Registers the model version's feature names once per process (writer.feature_order)."""
-    key = (url, scorer.model_version)
+def _model(settings: Settings, connection: psycopg.Connection, version: str) -> ModelChoice:
+    """The version's scorer, with its feature names registered once per process (writer.feature_order)."""
+    scorer = _scorer(settings.models_dir, version)
+    key = (settings.database_url, version)
     if key not in _feature_orders:
-        _feature_orders[key] = writer.feature_order(connection, scorer.model_version, scorer.feature_names)
-    return _feature_orders[key]
+        _feature_orders[key] = writer.feature_order(connection, version, scorer.feature_names)
+    return ModelChoice(scorer, _feature_orders[key])
 
 
-def _producer(settings: Settings) -> Producer:
-    if settings.kafka_bootstrap not in _producers:
-        _producers[settings.kafka_bootstrap] = kafka.producer(
-            settings, **{"message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES})
-    return _producers[settings.kafka_bootstrap]
+def _sink(settings: Settings) -> PostgresKafkaSink:
+    """One sink per broker; a failed delivery fails the task, and Spark retries it."""
+    if settings.kafka_bootstrap not in _sinks:
+        _sinks[settings.kafka_bootstrap] = PostgresKafkaSink(settings, flush_s=30.0)
+    return _sinks[settings.kafka_bootstrap]
 
 
-def write(settings: Settings, batch: BatchContext, transactions: pd.DataFrame, features: FeatureRows,
-          labels: pd.DataFrame, letters: list[pipeline.DeadLetter]) -> dict[str, int]:
-    """Score, alert, dead-letter and upsert one partition's batch; the counts.
+def _step(settings: Settings) -> BatchStep:
+    tolerance = settings.event_time_future_tolerance_s
+    if tolerance not in _steps:
+        _steps[tolerance] = BatchStep(ENGINE, tolerance)
+    return _steps[tolerance]
 
-    ``transactions`` holds TRANSACTION_COLUMNS, kafka_partition and kafka_offset; ``features`` is the
-    core's output aligned with it.
-    """
+
+def process(settings: Settings, batch: BatchContext, transactions: Records, labels: Records,
+            states: FeatureStates, *, owns_labels: bool) -> dict[str, int]:
+    """The batch step and the sink for one partition's records; the counts."""
     connection = _connection(settings.database_url)
-    rows = _scored_rows(settings, connection, batch, transactions, features)
-    alerts = pipeline.alert_messages(rows)
-    _produce(settings, alerts, letters)
-    written = 0
-    if not rows.empty or not labels.empty:
-        with connection.transaction():
-            written = writer.upsert_scored(connection, rows)
-            writer.upsert_labels(connection, labels)
-    return {"scored": len(rows), "written": written, "dead_lettered": len(letters), "alerted": len(alerts),
-            "labels": len(labels)}
-
-
-def _scored_rows(settings: Settings, connection: psycopg.Connection, batch: BatchContext,
-                 transactions: pd.DataFrame, features: FeatureRows) -> pd.DataFrame:
-    if transactions.empty:
-        return pipeline.no_rows()
-    scorer = _scorer(settings.models_dir, batch.model_version)
-    order = _feature_order(connection, settings.database_url, scorer)
-    transactions["ingested_at_us"] = batch.ingested_at_us
-    return pipeline.scored_rows(transactions, features, scorer.score_rows(features), model_version=batch.model_version,
-                                engine=ENGINE, scored_at_us=time.time_ns() // 1000, feature_columns=order)
-
-
-def _produce(settings: Settings, alerts: list[tuple[bytes, bytes]], letters: list[pipeline.DeadLetter]) -> None:
-    """Alerts and dead letters acknowledged by the broker before the rows that cover them commit."""
-    if not alerts and not letters:
-        return
-    producer = _producer(settings)
-    errors: list[str] = []
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            errors.append(f"{message.topic()}: {error.str()}")
-
-    for key, value in alerts:
-        producer.produce(settings.alerts_topic, key=key, value=value, on_delivery=delivered)
-    kafka.publish_dead_letters(producer, settings.dlq_topic, letters, on_delivery=delivered)
-    remaining = producer.flush(30)
-    if remaining or errors:
-        raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
-                                 f"check the broker at {settings.kafka_bootstrap}; Spark retries the task")
+    output = _step(settings).run(transactions, labels, states, _model(settings, connection, batch.model_version),
+                                 ingested_at_us=batch.ingested_at_us, owns_labels=owns_labels)
+    sink = _sink(settings)
+    if output.letters:
+        sink.send((), output.letters)
+        sink.confirm_delivery()
+    rows = output.rows
+    write = SinkWrite(writer.encode_scored(rows) if len(rows) else b"", len(rows), output.labels,
+                      alerts=output.alerts, row_ids=rows["transaction_id"].to_numpy())
+    written = sink.write(connection, write) if not write.is_empty else Written(0, [])
+    if written.alerts:
+        sink.send(written.alerts, ())
+        sink.confirm_delivery()
+    return {"scored": len(rows), "written": written.rows, "dead_lettered": len(output.letters),
+            "alerted": len(written.alerts), "labels": len(output.labels)}

@@ -13,17 +13,19 @@ Grouping keys are chosen so that Spark's hash partitioning sends each Kafka part
 shuffle partition (``state_keys``): with the partition number itself as key, Murmur3 put three of six
 partitions in one task and left two tasks empty, so one core did half of every batch.
 
-Per key and batch, ``handleInputRows`` does (``fraudstream.engines.spark_sink`` holds steps 4-6):
+Per key and batch, ``handleInputRows`` does (``fraudstream.engines.spark_sink.process`` holds 2-4):
 
 1. The partition's FeatureState: the one this Python worker kept from the key's previous batch when
    the state store's token says it is that very state (skips ~30-110 ms of restore per key and batch),
    else restored from the snapshot in the state store (empty on the first batch).
-2. Apply the batch's labels (every key gets every label; labels are global) before its transactions.
-3. Decode and validate the transactions in offset order; compute their features.
-4. Score them with the model version the driver chose at this batch boundary; build rows and alerts.
-5. Produce alerts and dead letters (only the key ``label owner`` dead-letters and stores the labels).
-6. Upsert rows and labels in one database transaction (ON CONFLICT DO NOTHING).
-7. Store the new snapshot and a new token in the state store, keep the state in this worker, emit
+2. The batch step both engines share: the batch's labels (every key gets every label; labels are
+   global) before its transactions; decode and validate the transactions in offset order; features;
+   score with the model version the driver chose at this batch boundary; rows, alerts, dead letters.
+3. Produce the dead letters and wait for every delivery (only the key ``label owner`` dead-letters
+   and stores the labels).
+4. Upsert rows and labels in one database transaction (ON CONFLICT DO NOTHING); then produce the
+   alerts of the rows as stored and wait for every delivery.
+5. Store the new snapshot and a new token in the state store, keep the state in this worker, emit
    one row of counts.
 
 Spark commits the state and the batch's offsets only after every task returned and the driver's
@@ -38,14 +40,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
 from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType
 
-from fraudstream import pipeline
+from fraudstream.batch import OnePartition, Records
 from fraudstream.config import Settings
 from fraudstream.engines import spark_sink
-from fraudstream.events.contract import decode_labels
+from fraudstream.engines.restore import restore_state
 from fraudstream.features import FeatureConfig, FeatureState
 
 #: Grouping key (LongType): stands for one transactions partition (labels: every partition's key).
@@ -105,7 +108,7 @@ def state_keys(partitions: int, shuffle_partitions: int) -> list[int]:
     return keys
 
 
-class PartitionFeatures(StatefulProcessor):
+class PartitionStepProcessor(StatefulProcessor):
     """transformWithStateInPandas processor: state in, features, scores and writes, state and counts out."""
 
     def __init__(self, config: FeatureConfig, settings: Settings, label_owner: int) -> None:
@@ -125,23 +128,10 @@ class PartitionFeatures(StatefulProcessor):
         batch = spark_sink.BatchContext.current()
         features = self._restore(key[0])
         is_transaction = (records["topic"] == self.settings.transactions_topic).to_numpy()
-        label_records = records[~is_transaction]
-        labels, rejected_labels = decode_labels(label_records["value"].tolist())
-        if not labels.empty:
-            features.apply_labels(labels)
-        owner = key[0] == self.label_owner
-        letters = _letters(label_records, rejected_labels, "labels") if owner else []
-
-        transactions = records[is_transaction].sort_values("offset", kind="stable").reset_index(drop=True)
-        received_at_us = pipeline.received_times_us(transactions[TIMESTAMP_COLUMN].to_numpy(), batch.ingested_at_us)
-        decoded = pipeline.decode(transactions["value"].tolist(), received_at_us,
-                                  future_tolerance_s=self.settings.event_time_future_tolerance_s)
-        letters += _letters(transactions, decoded.rejected, "transactions")
-        computed = features.process_rows(decoded.frame)
-        valid = decoded.frame.reset_index(drop=True)
-        valid["kafka_partition"] = transactions["partition"].to_numpy()[decoded.positions].astype("int32")
-        valid["kafka_offset"] = transactions["offset"].to_numpy()[decoded.positions].astype("int64")
-        counts = spark_sink.write(self.settings, batch, valid, computed, labels if owner else labels.iloc[:0], letters)
+        transactions = records[is_transaction].sort_values("offset", kind="stable")
+        counts = spark_sink.process(self.settings, batch, _records(self.settings.transactions_topic, transactions),
+                                    _records(self.settings.labels_topic, records[~is_transaction]),
+                                    OnePartition(features), owns_labels=key[0] == self.label_owner)
         token = uuid.uuid4().hex
         self.state.update((features.snapshot(),))
         self.token.update((token,))
@@ -152,20 +142,15 @@ class PartitionFeatures(StatefulProcessor):
         kept = _kept.pop(key, None)
         if not self.state.exists():
             return FeatureState(self.config)
-        if kept is not None and self.token.exists() and self.token.get()[0] == kept[0]:
-            features = kept[1]
-        else:
-            features = FeatureState.restore(self.state.get()[0])
-        if features.config != self.config:
-            raise ValueError("the checkpoint's feature state was built with another feature configuration than "
-                             "the model's: start the job with a new checkpoint location")
-        return features
+        if kept is not None and self.token.exists() and self.token.get()[0] == kept[0] \
+                and kept[1].config == self.config:
+            return kept[1]
+        return restore_state(self.state.get()[0], self.config,
+                             "start the job with a new checkpoint location (--checkpoint or --app-name)")
 
 
-def _letters(records: pd.DataFrame, rejected: list, source: str) -> list[pipeline.DeadLetter]:
-    """Dead letters of these source records (one topic per call; ``source`` as pipeline.dead_letters takes it)."""
-    if not rejected:
-        return []
-    return pipeline.dead_letters(records["key"].tolist(), records["value"].tolist(), rejected, source=source,
-                                 topic=str(records["topic"].iloc[0]), partitions=records["partition"].tolist(),
-                                 offsets=records["offset"].tolist(), engine=spark_sink.ENGINE)
+def _records(topic: str, records: pd.DataFrame) -> Records:
+    """One topic's rows of the Kafka source as the batch step's columns."""
+    return Records(topic, records["value"].tolist(), records["partition"].to_numpy(dtype=np.int32),
+                   records["offset"].to_numpy(dtype=np.int64), records[TIMESTAMP_COLUMN].to_numpy(dtype=np.int64),
+                   keys=lambda: records["key"].tolist())

@@ -8,7 +8,7 @@
     blob = state.snapshot()               # at a checkpoint (npz of plain arrays, no pickle)
 
 Both engines keep one FeatureState per Kafka partition of the transactions topic and apply labels
-to all of them: the local engine holds its partitions in one PartitionedFeatureState (one call per
+to all of them: the local engine holds its partitions in one MultiPartitionFeatureState (one call per
 micro-batch, snapshots per partition as a FeatureState), the Spark job one FeatureState per partition
 in its state store. Training and benchmarks replay history through the same split::
 

@@ -58,7 +58,7 @@ class _Owners:
         return np.flatnonzero(self.partition == partition)
 
 
-class PartitionedFeatureState:
+class MultiPartitionFeatureState:
     """Owned partitions' feature states in shared stores; add a partition's state when it is assigned,
     take its snapshot while owned, remove it when revoked."""
 

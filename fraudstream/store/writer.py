@@ -4,7 +4,7 @@ Rows are copied straight into ``transactions`` (CSV and text[] literals written 
 loop per row or field) inside a savepoint; only when a row is already there (a replay, a producer's
 retry) does the batch go the idempotent way: COPY into a temporary staging table, then ``INSERT ...
 ON CONFLICT DO NOTHING``, so a transaction written twice stays one row. The direct COPY spares
-PostgreSQL the staging table and the speculative insertion on the hot path (~15% of its CPU per row).
+PostgreSQL the staging table and the speculative insertion on the hot path.
 None of these functions commits: the caller owns the transaction, so rows, offsets and snapshots of a
 batch become durable together. Usable from a Spark foreachBatch with a plain pandas frame and a
 connection.
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from fraudstream.pipeline import ROW_COLUMNS
+from fraudstream.batch.rows import ROW_COLUMNS
 from fraudstream.store.exceptions import FeatureOrderMismatch
 
 #: Columns of ``transactions`` in ROW_COLUMNS order: the row frame's µs times become timestamptz.
@@ -85,7 +85,7 @@ def _pg_arrays(lists: pd.Series) -> pa.Array:
 
 
 def encode_scored(rows: pd.DataFrame) -> bytes:
-    """The COPY payload (CSV) of rows built by fraudstream.pipeline.scored_rows. Separate from the write so
+    """The COPY payload (CSV) of rows built by fraudstream.batch.rows.scored_rows. Separate from the write so
     that an engine can encode on its processing thread and leave its writer thread only the I/O."""
     columns = [_copy_column(rows, name) for name in ROW_COLUMNS]
     return _csv(pa.Table.from_arrays(columns, names=list(ROW_COLUMNS)))
@@ -93,8 +93,8 @@ def encode_scored(rows: pd.DataFrame) -> bytes:
 
 def _copy_column(rows: pd.DataFrame, name: str) -> pa.Array | pa.ChunkedArray:
     """One row column as Arrow for the CSV: Arrow-backed text as it is, NumPy-backed values without
-    inference (three times cheaper than Table.from_pandas on a micro-batch, which paid ~2 ms for pandas
-    metadata); reasons as text[] literals, µs times as timestamptz literals."""
+    inference (Table.from_pandas pays for pandas metadata on every micro-batch); reasons as text[]
+    literals, µs times as timestamptz literals."""
     if name == "reasons":
         return _pg_arrays(rows[name])
     values = rows[name].array
@@ -103,9 +103,8 @@ def _copy_column(rows: pd.DataFrame, name: str) -> pa.Array | pa.ChunkedArray:
 
 
 def _timestamptz_text(times_us: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """timestamptz literals ("2026-01-01 15:41:09.161135+00") of µs since the epoch. Arrow's CSV writer
-    takes ~2.6 µs per value of a zoned timestamp column, ~6x this: three per row were 15% of the local
-    engine's CPU per event."""
+    """timestamptz literals ("2026-01-01 15:41:09.161135+00") of µs since the epoch, built in bulk:
+    Arrow's CSV writer formats a zoned timestamp column value by value, far slower."""
     text = pc.cast(pc.cast(times_us, pa.timestamp("us")), pa.string())
     return pc.binary_join_element_wise(text, "+00", "")
 
@@ -126,10 +125,22 @@ def write_scored(connection: psycopg.Connection, payload: bytes, count: int) -> 
 
 
 def upsert_scored(connection: psycopg.Connection, rows: pd.DataFrame) -> int:
-    """Insert rows built by fraudstream.pipeline.scored_rows; returns how many were new."""
+    """Insert rows built by fraudstream.batch.rows.scored_rows; returns how many were new."""
     if rows.empty:
         return 0
     return write_scored(connection, encode_scored(rows), len(rows))
+
+
+def flagged_rows(connection: psycopg.Connection, transaction_ids: Sequence[str]) -> pd.DataFrame:
+    """The stored review/block rows among ``transaction_ids``, with the columns an alert carries (times as µs):
+    alerts of a replayed batch are built from what is stored, never from a second scoring."""
+    found = connection.execute(
+        "SELECT transaction_id, account_id, merchant_id, amount, currency, score, decision, model_version,"
+        " (extract(epoch FROM event_time) * 1000000)::bigint, (extract(epoch FROM scored_at) * 1000000)::bigint,"
+        " reasons FROM transactions WHERE transaction_id = ANY(%s) AND decision <> 'approve'"
+        " ORDER BY kafka_partition, kafka_offset", (list(transaction_ids),)).fetchall()
+    return pd.DataFrame(found, columns=["transaction_id", "account_id", "merchant_id", "amount", "currency", "score",
+                                        "decision", "model_version", "event_time_us", "scored_at_us", "reasons"])
 
 
 def feature_order(connection: psycopg.Connection, model_version: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -161,7 +172,7 @@ def advance_offsets(connection: psycopg.Connection, group: str, topic: str, offs
 
     Returns the partitions whose stored offset is already beyond the given one (another member wrote
     it): the caller must treat that as a broken invariant and roll back. One statement for all the
-    partitions: a round trip per partition was a fixed cost of every micro-batch.
+    partitions, so the round trips do not grow with the partitions a batch touches.
     """
     if not offsets:
         return []

@@ -9,11 +9,11 @@ import pandas as pd
 import psycopg
 import pytest
 
-from fraudstream import pipeline
+from fraudstream.batch import rows as pipeline
+from fraudstream.batch.scoring import ScoreResult
 from fraudstream.config import Settings
 from fraudstream.events.contract import LABEL_COLUMNS, transactions_frame
 from fraudstream.features import FeatureRows
-from fraudstream.scoring import ScoreResult
 from fraudstream.store import writer
 
 pytestmark = pytest.mark.integration

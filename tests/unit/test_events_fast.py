@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from test_events import INVALID, VALID
 
-from fraudstream import pipeline
+from fraudstream.batch import rows as pipeline
 from fraudstream.events import contract, fast_decode
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""PartitionedFeatureState: several partitions in one call give exactly what separate states give."""
+"""MultiPartitionFeatureState: several partitions in one call give exactly what separate states give."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from frames import labels, transactions
 
 from fraudstream.features import FeatureConfig, FeatureState
 from fraudstream.features.columnar import batch_columns
-from fraudstream.features.examples import labels, transactions
-from fraudstream.features.partitioned import PartitionedFeatureState
+from fraudstream.features.partitioned import MultiPartitionFeatureState
 from fraudstream.features.state import REQUIRED_COLUMNS
 
 pytestmark = pytest.mark.unit
@@ -67,7 +67,7 @@ def contents(state: FeatureState) -> tuple:
     return *stores, state.clock
 
 
-def shared_batch(shared: PartitionedFeatureState, events: pd.DataFrame, partition: np.ndarray,
+def shared_batch(shared: MultiPartitionFeatureState, events: pd.DataFrame, partition: np.ndarray,
                  rows: slice) -> np.ndarray:
     columns = {name: values[rows] for name, values in batch_columns(events, REQUIRED_COLUMNS).items()}
     features, late = shared.process_columns(columns, partition[rows])
@@ -79,7 +79,7 @@ def test_one_call_over_partitions_equals_separate_states_bit_for_bit() -> None:
     cuts = [0, 1, 40, 41, 250, 400, 600]
     expected, states = separate_run(events, partition, feedback, cuts)
 
-    shared = PartitionedFeatureState(CONFIG)
+    shared = MultiPartitionFeatureState(CONFIG)
     for number in PARTITIONS:
         shared.add(number, FeatureState(CONFIG))
         shared.apply_labels(number, feedback)
@@ -98,14 +98,14 @@ def test_partitions_added_from_snapshots_and_removed_continue_exactly() -> None:
     events, partition, feedback = partitioned_stream(seed=8)
     expected, _ = separate_run(events, partition, feedback, [0, 300, 600])
 
-    first = PartitionedFeatureState(CONFIG)
+    first = MultiPartitionFeatureState(CONFIG)
     for number in PARTITIONS:
         first.add(number, FeatureState(CONFIG))
         first.apply_labels(number, feedback)
     head = shared_batch(first, events, partition, slice(0, 300))
 
     # A rebalance: partition 2 moves to a member that restores it; the old member forgets it.
-    second = PartitionedFeatureState(CONFIG)
+    second = MultiPartitionFeatureState(CONFIG)
     for number in PARTITIONS:
         second.add(number, FeatureState.restore(first.snapshot(number)))
     first.remove(2)
@@ -120,7 +120,7 @@ def test_partitions_added_from_snapshots_and_removed_continue_exactly() -> None:
 
 
 def test_labels_reach_only_the_partition_they_are_applied_to() -> None:
-    shared = PartitionedFeatureState(CONFIG)
+    shared = MultiPartitionFeatureState(CONFIG)
     for number in (0, 1):
         shared.add(number, FeatureState(CONFIG))
     shared.apply_labels(0, labels([{"transaction_id": "t0", "merchant_id": "m1", "is_fraud": True, "seconds": 0},
@@ -133,7 +133,7 @@ def test_labels_reach_only_the_partition_they_are_applied_to() -> None:
 
 
 def test_a_state_of_another_configuration_or_a_partition_not_added_is_refused() -> None:
-    shared = PartitionedFeatureState(CONFIG)
+    shared = MultiPartitionFeatureState(CONFIG)
     with pytest.raises(ValueError, match="another feature configuration"):
         shared.add(0, FeatureState(FeatureConfig()))
     shared.add(0, FeatureState(CONFIG))

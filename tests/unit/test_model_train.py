@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fraudstream.batch.scoring import Scorer
 from fraudstream.history import write_history
 from fraudstream.model.dataset import LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
 from fraudstream.model.registry import Registry
 from fraudstream.model.train import SplitConfig, TrainConfig, build
-from fraudstream.scoring import Scorer
 from fraudstream.simulate.backfill import simulate_history
 from fraudstream.timeunits import MICROS_PER_DAY
 
@@ -58,6 +58,9 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     assert result.thresholds.review <= result.thresholds.block
     assert result.manifest["replay_partitions"] == result.replay.partitions == 4
     assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
+    assert result.manifest["feature_config_version"] == "default-1"
+    assert result.manifest["training"]["split"]["test_days"] == 4
+    assert result.manifest["history"] == {"file": str(tmp_path / "history")}
 
 
 def test_training_refuses_a_config_without_the_serving_partition_count(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from fraudstream import pipeline
+from fraudstream.batch import rows as pipeline
+from fraudstream.batch.scoring import ScoreResult
 from fraudstream.events.contract import transactions_frame
 from fraudstream.features import FeatureRows
-from fraudstream.scoring import ScoreResult
 
 pytestmark = pytest.mark.unit
 

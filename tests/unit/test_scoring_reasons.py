@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudstream.batch.scoring import Scorer
 from fraudstream.features import FEATURE_NAMES
-from fraudstream.model.examples import example_manifest
 from fraudstream.model.explain import PathAttribution, describer
 from fraudstream.model.registry import Registry
-from fraudstream.scoring import Scorer
+from fraudstream.testing.example_model import example_manifest
 
 pytestmark = pytest.mark.unit
 

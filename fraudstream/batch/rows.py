@@ -26,8 +26,8 @@ from fraudstream.events.contract import (
 from fraudstream.events.fast_decode import decode_transactions
 
 if TYPE_CHECKING:
+    from fraudstream.batch.scoring import ScoreResult
     from fraudstream.features import FeatureRows
-    from fraudstream.scoring import ScoreResult
 
 #: Bookkeeping columns an engine adds beside TRANSACTION_COLUMNS before building rows.
 SOURCE_COLUMNS: dict[str, str] = {"kafka_partition": "int32", "kafka_offset": "int64", "ingested_at_us": "int64"}
