@@ -4,7 +4,8 @@ VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
 DEMO_SECONDS ?= 60
-# e.g. `make demo DEMO_ARGS=--keep`: the processor and the analyst console stay up after the summary
+# e.g. `make demo DEMO_ARGS=--keep`: traffic, the processor and the analyst console go on after the summary
+# until Ctrl-C
 DEMO_ARGS ?=
 
 .PHONY: demo test setup system-deps services audit lint bench down clean dashboards docker docker-images compose-env test-docker
@@ -49,6 +50,7 @@ audit: setup
 
 lint: setup
 	$(VENV)/bin/ruff check fraudstream tests bench
+	$(VENV)/bin/lint-imports
 
 bench: setup services
 	@for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done

@@ -56,6 +56,7 @@ from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.events.contract import partition_for, transaction_to_dict
 from fraudstream.features import FeatureState
+from fraudstream.probes import NotReady, wait_until_assigned
 from fraudstream.simulate.backfill import simulate_history
 
 RESULTS = Path(__file__).with_name("results")
@@ -206,10 +207,10 @@ def start_design(design: str, settings: Settings, group: str, logs: Path) -> lis
         log = logs / f"{group}-{number}.log"
         processes.append(subprocess.Popen(command, env=processor_env(settings), stdout=log.open("ab"),
                                           stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 120
-        while "partition assigned" not in log.read_text() and time.monotonic() < deadline:
-            assert processes[-1].poll() is None, f"{design} exited: see {log}"
-            time.sleep(0.1)
+        try:
+            wait_until_assigned(settings, group, members=number + 1, alive=lambda p=processes[-1]: p.poll() is None)
+        except NotReady as error:
+            raise AssertionError(f"{design}: {error}; see {log}") from None
     return processes
 
 
@@ -295,7 +296,7 @@ def seed_worker(group: str) -> None:
     scorer = Scorer.from_registry(settings.models_dir)
     state = FeatureState(scorer.feature_config)
     consumer = kafka.consumer(settings, group)
-    consumer.subscribe([settings.transactions_topic], on_assign=lambda c, p: print("partition assigned", flush=True))
+    consumer.subscribe([settings.transactions_topic])
     columns = ", ".join(name for name in pipeline.ROW_COLUMNS if not name.endswith("_us"))
     times = ", ".join(f"timestamptz 'epoch' + %s * interval '1 microsecond' AS {name[:-3]}" for name in
                       ("event_time_us", "ingested_at_us", "scored_at_us"))

@@ -24,9 +24,9 @@ from rich.table import Table
 from fraudstream.batch.scoring import Scorer
 from fraudstream.config import get_settings
 from fraudstream.model.dataset import LabeledHistory, replay
-from fraudstream.model.examples import publish_example_model
 from fraudstream.model.registry import Registry
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.testing.example_model import publish_example_model
 from fraudstream.timeunits import MICROS_PER_DAY
 
 RESULTS = Path(__file__).parent / "results" / "bench_scoring.json"

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     topic_partitions: int = 3
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
 
+    # Label maturity of training from the database (fraudstream.model.maturity): a fraud label (chargeback)
+    # arrives within fraud_label_days of the transaction, a legitimate one within legitimate_label_days.
+    fraud_label_days: float = 21.0
+    legitimate_label_days: float = 45.0
+
     #: An event dated more than this after it was received (its Kafka timestamp, else the read time) is
     #: dead-lettered as event_time_in_future: a producer's wrong clock must not move the features' clock.
     event_time_future_tolerance_s: float = Field(default=300.0, ge=0)

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fraudstream.events.contract import LABEL_COLUMNS, TRANSACTION_COLUMNS
+from fraudstream.timeunits import MICROS_PER_SECOND
 
-MICROS_PER_SECOND = 1_000_000
 TRANSACTIONS_FILE = "transactions.parquet"
 LABELS_FILE = "labels.parquet"
 SUMMARY_FILE = "summary.json"

@@ -28,6 +28,7 @@ add() {
 
 add COMPOSE_PROJECT_NAME fraudstream
 add POSTGRES_PASSWORD "$(secret)"
+add POSTGRES_ADMIN_PASSWORD "$(secret)"
 add GRAFANA_ADMIN_PASSWORD "$(secret)"
 add CONSOLE_ADMIN_PASSWORD "$(secret)"
 add KAFKA_CLUSTER_ID "$(cluster_id)"

@@ -15,8 +15,8 @@ def demo(
     warm_up_days: float = typer.Option(14.0, "--warm-up-days", min=0.0,
                                        help="Simulated days sent first, unmeasured, so the processor knows "
                                             "the accounts (a cold state flags every account as new)."),
-    keep: bool = typer.Option(False, "--keep", help="After the summary, keep the processor and the analyst "
-                                                     "console running until Ctrl-C, to look around."),
+    keep: bool = typer.Option(False, "--keep", help="After the summary, keep the producers, the processor and "
+                                                     "the analyst console running until Ctrl-C, to look around."),
     with_console: bool = typer.Option(True, "--console/--no-console",
                                       help="Start the analyst console (port: FRAUDSTREAM_CONSOLE_PORT, 8000)."),
 ) -> None:

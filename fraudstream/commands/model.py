@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fraudstream.backtest import backtest_metrics, check_output, load_scoring_history, run_score, window_bounds
 from fraudstream.commands._output import console, fail, table
 from fraudstream.config import get_settings
-from fraudstream.model.exceptions import ModelError
+from fraudstream.features.config import FeatureConfigError, load_feature_config
+from fraudstream.history import to_microseconds
+from fraudstream.model.exceptions import ImportFormatError, ModelError
+from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.registry import Registry
-from fraudstream.model.report import metrics_table, summary_table
+from fraudstream.model.report import metrics_grid, metrics_table, summary_table
+from fraudstream.model.split import SplitConfig, check_split
 from fraudstream.model.train import TrainConfig
-from fraudstream.training import build
+from fraudstream.training import DatabaseSource, build
 
 model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
 
@@ -22,14 +29,35 @@ _STAGES = {
     "simulate": "simulating history (hours)",
     "replay": "replaying features (events)",
     "train": "training models (LightGBM, logistic regression, seed forest)",
+    "score": "scoring (rows)",
 }
+
+
+def _utc_us(moment: datetime | None) -> int | None:
+    """A command-line date (naive means UTC) as µs since the epoch."""
+    if moment is None:
+        return None
+    return to_microseconds(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _maturity(fraud_label_days: float | None, legitimate_label_days: float | None) -> LabelMaturity:
+    """Label delays from the flags, else from the settings."""
+    settings = get_settings()
+    return LabelMaturity(settings.fraud_label_days if fraud_label_days is None else fraud_label_days,
+                         settings.legitimate_label_days if legitimate_label_days is None else legitimate_label_days)
+
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+_SPLIT = "split (days; see `fraudstream/model/split.py`)"
+_DB = "--from-db"
 
 
 def train(
     input_path: Annotated[
         Path | None,
-        typer.Option("--input", help="Backfill directory, or a CSV/Parquet labeled history (docs/import-format.md)."),
+        typer.Option("--input", help="History directory, or a CSV/Parquet labeled history (docs/import-format.md)."),
     ] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="Train on the transactions and labels tables.")] = False,
     days: Annotated[int, typer.Option("--days", min=14, help="Days to simulate when no --input is given.")] = 30,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new version to production.")] = False,
     partitions: Annotated[
@@ -41,8 +69,43 @@ def train(
             "as in the engines). Default: FRAUDSTREAM_TRANSACTIONS_PARTITIONS.",
         ),
     ] = None,
+    train_start: Annotated[datetime | None, typer.Option(
+        "--train-start", formats=_DATE_FORMATS, rich_help_panel=_SPLIT,
+        help="First day of training (UTC); validation and test follow the training period.")] = None,
+    train_end: Annotated[datetime | None, typer.Option(
+        "--train-end", formats=_DATE_FORMATS, rich_help_panel=_SPLIT,
+        help="End of training (UTC, exclusive).")] = None,
+    train_days: Annotated[float | None, typer.Option(
+        "--train-days", rich_help_panel=_SPLIT, help="Training length (default: all before the first gap).")] = None,
+    gap_days: Annotated[float, typer.Option(
+        "--gap-days", rich_help_panel=_SPLIT, help="Label delay left out after training and after validation.",
+    )] = SplitConfig.gap_days,
+    validation_days: Annotated[float, typer.Option(
+        "--validation-days", rich_help_panel=_SPLIT)] = SplitConfig.validation_days,
+    test_days: Annotated[float, typer.Option("--test-days", rich_help_panel=_SPLIT)] = SplitConfig.test_days,
+    burn_in_days: Annotated[float, typer.Option(
+        "--burn-in-days", rich_help_panel=_SPLIT, help="First days only warm the feature state.",
+    )] = SplitConfig.burn_in_days,
+    features_file: Annotated[Path | None, typer.Option(
+        "--features", help="Versioned feature configuration file (TOML; template: "
+        "fraudstream/features/default.toml), recorded in the model's manifest.")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=_DATE_FORMATS, rich_help_panel=_DB,
+        help="'Now' in event time: labels after it are unknown (default: the newest stored transaction).")] = None,
+    history_days: Annotated[float | None, typer.Option(
+        "--history-days", rich_help_panel=_DB, help="Read only this many days before --as-of.")] = None,
+    fraud_label_days: Annotated[float | None, typer.Option(
+        "--fraud-label-days", rich_help_panel=_DB,
+        help="A fraud label arrives within this many days; unlabeled transactions count as legitimate "
+        "only after it, younger ones are left out. Default: FRAUDSTREAM_FRAUD_LABEL_DAYS (21).")] = None,
+    legitimate_label_days: Annotated[float | None, typer.Option(
+        "--legitimate-label-days", rich_help_panel=_DB,
+        help="A legitimate label arrives within this many days; older unlabeled rows are reported as overdue. "
+        "Default: FRAUDSTREAM_LEGITIMATE_LABEL_DAYS (45).")] = None,
 ) -> None:
     """Replay history through the feature core, train LightGBM and two baselines, publish a version."""
+    if from_db and input_path is not None:
+        raise fail("give --input or --from-db, not both")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         tasks: dict[str, int] = {}
@@ -54,14 +117,79 @@ def train(
 
         try:
             settings = get_settings()
-            config = TrainConfig(partitions=partitions or settings.transactions_partitions)
-            version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings)
-        except (ModelError, FileNotFoundError) as error:
+            features = load_feature_config(features_file) if features_file is not None else None
+            split = SplitConfig(burn_in_days=burn_in_days, gap_days=gap_days, validation_days=validation_days,
+                                test_days=test_days, train_days=train_days, train_start_us=_utc_us(train_start),
+                                train_end_us=_utc_us(train_end))
+            check_split(split)
+            config = TrainConfig(split=split, partitions=partitions or settings.transactions_partitions,
+                                 **({"features": features.config, "feature_config_version": features.version}
+                                    if features is not None else {}))
+            database = DatabaseSource(_maturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
+                                      history_days) if from_db else None
+            version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings,
+                                    database)
+        except (ModelError, FeatureConfigError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
             raise fail(str(error)) from None
     manifest = {**result.manifest, "version": version}
     console.print(metrics_table(manifest))
     console.print(summary_table(manifest))
     console.print(f"published [bold]{version}[/]" + (" and promoted it to production" if promote else ""))
+
+
+def score(
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", help="History directory, or a CSV/Parquet file (docs/import-format.md; is_fraud optional).")] = None,
+    from_db: Annotated[bool, typer.Option(
+        "--from-db", help="Score the transactions table (labels from labels).")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")] = Path("scores.parquet"),
+    version: Annotated[str | None, typer.Option(
+        "--model", help="Model version, e.g. v0003 (default: production).")] = None,
+    window: Annotated[str | None, typer.Option(
+        "--window", help="Evaluate on the model's train, validation or test period only (test reproduces "
+        "`model show`).")] = None,
+    evaluate_from: Annotated[str | None, typer.Option("--evaluate-from", help="Evaluate from this ISO time.")] = None,
+    evaluate_to: Annotated[str | None, typer.Option("--evaluate-to", help="Evaluate up to this ISO time.")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", formats=_DATE_FORMATS, rich_help_panel=_DB, help="With --from-db: 'now' in event time.")] = None,
+    history_days: Annotated[float | None, typer.Option("--history-days", rich_help_panel=_DB)] = None,
+    fraud_label_days: Annotated[float | None, typer.Option(
+        "--fraud-label-days", rich_help_panel=_DB, help="Default: FRAUDSTREAM_FRAUD_LABEL_DAYS (21).")] = None,
+) -> None:
+    """Replay a history through the feature core and a model; write score, decision and reasons per transaction."""
+    settings = get_settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        check_output(out)
+        database = DatabaseSource(_maturity(fraud_label_days, None), _utc_us(as_of), history_days) if from_db else None
+        history = load_scoring_history(input_path, database, settings)
+        with Progress(*columns, console=console) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            scored, scorer = run_score(settings, version, history, out, progress)
+        manifest = {**scorer.artifact.manifest, "version": scorer.model_version}
+        bounds = window_bounds(manifest, window, evaluate_from, evaluate_to)
+    except (ModelError, ImportFormatError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
+        raise fail(str(error)) from None
+    rows = len(scored.scores)
+    console.print(f"scored {rows:,} transactions with [bold]{scorer.model_version}[/] -> {out} "
+                  f"({scored.events_per_cpu_second:,.0f} events per CPU-second, replay and scoring)")
+    metrics = backtest_metrics(scored, scorer, bounds)
+    if metrics is None:
+        console.print("no labeled rows of both classes in the window: no metrics")
+        return
+    title = f"{scorer.model_version}: {window or 'labeled rows'} ({int(metrics['rows']):,} rows)"
+    shown = {"score (this run)": metrics}
+    if window == "test":  # the manifest holds the test period's figures: side by side
+        shown["model show (training)"] = manifest["metrics"]["model"]
+    console.print(metrics_grid(title, shown))
+    console.print(f"review rate {metrics['review_rate']:.2%}, block rate {metrics['block_rate']:.2%} "
+                  f"(thresholds {scorer.thresholds.review:.4f} / {scorer.thresholds.block:.4f})")
 
 
 @model_app.command("list")
@@ -122,4 +250,5 @@ def default_model() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("score")(score)
     app.add_typer(model_app, name="model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,12 @@ import typer
 from fraudstream import kafka
 from fraudstream.commands._output import console, fail
 from fraudstream.config import get_settings
+from fraudstream.model.registry import Registry
 from fraudstream.simulate.backfill import run_backfill
-from fraudstream.simulate.live import Mode, produce_live
+from fraudstream.simulate.live import Mode, live_start_us, produce_live
 from fraudstream.simulate.report import fraud_table
+
+log = logging.getLogger(__name__)
 
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the simulated population and traffic.")]
 Accounts = Annotated[int, typer.Option("--accounts", help="Simulated accounts.")]
@@ -49,8 +53,9 @@ def produce(
         kafka.wait_for_broker(settings)
     except kafka.KafkaUnavailable as error:
         raise fail(str(error)) from None
+    start_us = None if time_scale == 1 else live_start_us(Registry(settings.models_dir).production_training_end_us())
     summary = produce_live(settings, mode, rate or None, duration, max_events, seed, accounts=accounts,
-                           fraud_share=fraud_share, time_scale=time_scale or None,
+                           fraud_share=fraud_share, time_scale=time_scale or None, start_us=start_us,
                            warm_up_days=warm_up_days if time_scale != 1 else 0.0)
     clock = "wall clock" if summary.time_scale == 1 else f"simulated x{summary.time_scale:,.0f}"
     console.print(fraud_table(f"produced {summary.mode} traffic", summary.events_sent, summary.fraud_by_scenario, {
@@ -63,6 +68,7 @@ def produce(
     }))
     if summary.delivery_failures:
         raise fail(f"{summary.delivery_failures} messages were not delivered to {settings.kafka_bootstrap}")
+
 
 
 def simulate(

@@ -34,9 +34,8 @@ from fraudstream.events.contract import (
     WIRE_FIELDS,
     DecodedBatch,
     InvalidEvent,
-    Rejected,
-    decode_json,
     field_value,
+    validate_each,
     validate_transaction,
 )
 
@@ -62,16 +61,7 @@ def decode_transactions(payloads: Sequence[bytes | None]) -> DecodedBatch:
     taken = np.zeros(len(payloads), dtype=bool)
     for positions, _ in parts:
         taken[positions] = True
-    rows: list[tuple[Any, ...]] = []
-    row_positions: list[int] = []
-    rejected: list[Rejected] = []
-    for position in np.flatnonzero(~taken).tolist():
-        try:
-            rows.append(validate_transaction(decode_json(payloads[position])))
-        except InvalidEvent as error:
-            rejected.append(Rejected(position, str(error)))
-        else:
-            row_positions.append(position)
+    rows, row_positions, rejected = validate_each(payloads, validate_transaction, np.flatnonzero(~taken).tolist())
     if rows or not parts:
         values = list(zip(*rows, strict=True)) if rows else [()] * len(TRANSACTION_COLUMNS)
         parts.append((np.asarray(row_positions, dtype=np.int64), {

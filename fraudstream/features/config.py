@@ -6,12 +6,19 @@ Windows are part of the configuration so a team can retune them, but the names c
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 #: Bump whenever a feature's definition changes: a model trained on other code must not be served.
 FEATURE_CODE_VERSION = "1"
 
+#: The feature configuration file format this code reads (the ``format`` key of the file).
+FEATURE_CONFIG_FORMAT = 1
+#: The version label of the built-in defaults (fraudstream/features/default.toml).
+DEFAULT_FEATURE_CONFIG_VERSION = "default-1"
 
 
 def window_label(seconds: int) -> str:
@@ -60,6 +67,63 @@ class FeatureConfig:
         if unknown:
             raise ValueError(f"unknown feature config keys: {sorted(unknown)}")
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
+
+
+class FeatureConfigError(ValueError):
+    """A feature configuration file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class VersionedFeatureConfig:
+    """A feature configuration and the version label its file gave it (recorded in model manifests)."""
+
+    config: FeatureConfig
+    version: str
+
+
+def _check_values(config: FeatureConfig) -> list[str]:
+    problems = []
+    for name in ("account_windows_s", "merchant_windows_s"):
+        windows = getattr(config, name)
+        if not windows or any(not isinstance(w, int) or w <= 0 for w in windows):
+            problems.append(f"{name} must be a non-empty list of positive whole seconds")
+        elif len(set(windows)) != len(windows):
+            problems.append(f"{name} has a window twice")
+    for name in ("merchant_fraud_window_s", "account_ttl_s", "merchant_ttl_s", "min_speed_interval_s",
+                 "max_history_events", "max_merchant_events", "max_distinct_values", "home_transactions"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be more than 0")
+    if config.allowed_lateness_s < 0:
+        problems.append("allowed_lateness_s must be 0 or more")
+    return problems
+
+
+def load_feature_config(path: Path | str) -> VersionedFeatureConfig:
+    """Read a versioned feature configuration file (TOML, as fraudstream/features/default.toml): keys not
+    given keep their defaults; an unknown key, a missing ``format``/``version`` or a bad value is an error."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise FeatureConfigError(f"{path}: {error}") from None
+    if data.pop("format", None) != FEATURE_CONFIG_FORMAT:
+        raise FeatureConfigError(f"{path}: set format = {FEATURE_CONFIG_FORMAT} (the file format this code reads)")
+    version = data.pop("version", None)
+    if not isinstance(version, str) or not version.strip():
+        raise FeatureConfigError(f'{path}: set version = "<a name for this configuration>" (recorded in the model)')
+    try:
+        config = FeatureConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise FeatureConfigError(f"{path}: {error}") from None
+    problems = _check_values(config)
+    if problems:
+        raise FeatureConfigError(f"{path}: " + "; ".join(problems))
+    return VersionedFeatureConfig(config, version.strip())
+
+
+def default_feature_config_file() -> Path:
+    """The file of the built-in defaults (a template to copy)."""
+    return Path(str(resources.files("fraudstream.features") / "default.toml"))
 
 
 def account_feature_names(config: FeatureConfig) -> tuple[str, ...]:

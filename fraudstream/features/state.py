@@ -117,7 +117,7 @@ class EventClock:
 class FeatureRows:
     """A batch's features as arrays, from the core to scoring and storage: the (rows, names) matrix and
     is_late. Engines pass these instead of a DataFrame, whose construction, row filter and column
-    lookups cost ~10% of the local engine's CPU on a micro-batch."""
+    lookups are a real share of the engine's CPU per micro-batch."""
 
     matrix: np.ndarray
     names: tuple[str, ...]

@@ -8,7 +8,7 @@ partition state before the chunk in which its labeled_at falls, exactly as a str
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,22 @@ class LabeledHistory:
 
     transactions: pd.DataFrame
     labels: pd.DataFrame
+    #: Per transaction, whether its label is known (fraudstream.model.maturity); None: every label is.
+    known: np.ndarray | None = None
+    #: End of the window whose labels have matured; the default split is laid back from there.
+    #: None: from just after the last transaction.
+    matured_until_us: int | None = None
+    #: Where the history came from (file, simulation, database and label maturity), for the manifest.
+    source: dict[str, object] = field(default_factory=dict)
 
     def targets(self) -> np.ndarray:
         """is_fraud per transaction (a transaction without a label counts as legitimate)."""
         fraud = self.labels.loc[self.labels["is_fraud"].astype(bool), "transaction_id"]
         return self.transactions["transaction_id"].isin(fraud).to_numpy()
+
+    def known_mask(self) -> np.ndarray:
+        """Rows a model may learn from or be evaluated on."""
+        return np.ones(len(self.transactions), dtype=bool) if self.known is None else self.known
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,17 @@ class Replay:
         return len(self.features) / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
-def load_history(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
-    """A history directory (fraudstream.history format) or one CSV/Parquet import file."""
+def load_history(path: Path, label_delay_days: float = 7.0, labeled: bool = True) -> LabeledHistory:
+    """A history directory (fraudstream.history format) or one CSV/Parquet import file; with
+    ``labeled=False`` a file without ``is_fraud`` is read as a history without labels (to score)."""
     path = Path(path)
     if path.is_dir():
         history = read_history(path)
-        return LabeledHistory(history.transactions, history.labels)
-    return import_labeled(path, label_delay_days)
+        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)})
+    return replace(import_labeled(path, label_delay_days, labeled), source={"file": str(path)})
 
 
-def import_labeled(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
+def import_labeled(path: Path, label_delay_days: float = 7.0, labeled: bool = True) -> LabeledHistory:
     """Read a labeled history file in the documented import format (CSV or Parquet)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -88,7 +100,7 @@ def import_labeled(path: Path, label_delay_days: float = 7.0) -> LabeledHistory:
         raw = pd.read_parquet(path)
     else:
         raise ImportFormatError(f"{path}: expected a .csv or .parquet file or a backfill directory")
-    return labeled_from_frame(raw, label_delay_days)
+    return labeled_from_frame(raw, label_delay_days, labeled)
 
 
 def _times_us(column: pd.Series, name: str) -> np.ndarray:
@@ -103,9 +115,12 @@ def _times_us(column: pd.Series, name: str) -> np.ndarray:
         raise ImportFormatError(f"column {name}: {error}") from None
 
 
-def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0) -> LabeledHistory:
-    """Validate and convert an import frame; optional columns get IMPORT_DEFAULTS."""
-    missing = [name for name in IMPORT_REQUIRED if name not in raw.columns]
+def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0, labeled: bool = True) -> LabeledHistory:
+    """Validate and convert an import frame; optional columns get IMPORT_DEFAULTS. With ``labeled=False``
+    the ``is_fraud`` column may be left out (the history then has no labels)."""
+    required = IMPORT_REQUIRED if labeled or "is_fraud" in raw.columns else tuple(
+        name for name in IMPORT_REQUIRED if name != "is_fraud")
+    missing = [name for name in required if name not in raw.columns]
     if missing:
         raise ImportFormatError(f"missing required columns: {', '.join(missing)} (see docs/import-format.md)")
     if raw["transaction_id"].duplicated().any():
@@ -113,7 +128,9 @@ def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0) -> Labe
     amount = pd.to_numeric(raw["amount"], errors="coerce")
     if amount.isna().any() or (amount <= 0).any():
         raise ImportFormatError("amount must be a positive number on every row")
-    is_fraud = raw["is_fraud"].astype(str).str.lower().map({"1": True, "true": True, "0": False, "false": False})
+    has_labels = "is_fraud" in required
+    is_fraud = raw["is_fraud"].astype(str).str.lower().map({"1": True, "true": True, "0": False, "false": False}) \
+        if has_labels else pd.Series(False, index=raw.index)
     if is_fraud.isna().any():
         raise ImportFormatError("is_fraud must be 0/1 or true/false on every row")
     event_time = _times_us(raw["timestamp"], "timestamp")
@@ -143,6 +160,8 @@ def labeled_from_frame(raw: pd.DataFrame, label_delay_days: float = 7.0) -> Labe
             "labeled_at_us": labeled_at,
         }
     ).astype(LABEL_COLUMNS)
+    if not has_labels:
+        labels = labels.iloc[:0]
     order = np.lexsort((transactions["transaction_id"].to_numpy(dtype=str), event_time))
     return LabeledHistory(
         transactions.iloc[order].reset_index(drop=True),

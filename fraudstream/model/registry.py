@@ -15,6 +15,7 @@ file or manifest is refused, and so is a manifest re-hashed by someone without t
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -25,8 +26,11 @@ from typing import Any
 import lightgbm as lgb
 import orjson
 
-from fraudstream.model.exceptions import ArtifactError, NoProductionModel
+from fraudstream.events.contract import InvalidEvent, parse_time_us
+from fraudstream.model.exceptions import ArtifactError, ModelError, NoProductionModel
 from fraudstream.model.signing import ModelSigner, signing_key_path
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.txt"
 MANIFEST_FILE = "manifest.json"
@@ -170,3 +174,12 @@ class Registry:
         if version is None:
             raise NoProductionModel(f"no model is promoted in {self.models_dir}")
         return self.load(version)
+
+    def production_training_end_us(self) -> int | None:
+        """The end of the promoted model's training data (its test window), where live traffic continues;
+        None without a promoted model that records one."""
+        try:
+            return parse_time_us(self.production().manifest["training_window"]["test"]["end"])
+        except (ModelError, KeyError, TypeError, InvalidEvent):
+            log.info("no promoted model with a training window in %s", self.models_dir)
+            return None

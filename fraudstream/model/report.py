@@ -17,9 +17,14 @@ _LABELS = {
 
 def metrics_table(manifest: dict[str, Any]) -> Table:
     """Held-out test metrics, model vs both baselines (best per column in bold)."""
-    metrics = manifest["metrics"]
     window = manifest["training_window"]["test"]
-    grid = Table(title=f"{manifest['version']}: held-out test {window['start'][:10]} → {window['end'][:10]}")
+    return metrics_grid(f"{manifest['version']}: held-out test {window['start'][:10]} → {window['end'][:10]}",
+                        manifest["metrics"])
+
+
+def metrics_grid(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+    """One row per scored model (or run) and one column per metric, best per column in bold."""
+    grid = Table(title=title)
     grid.add_column("model")
     for name in METRIC_NAMES:
         grid.add_column(name.replace("_", " "), justify="right")

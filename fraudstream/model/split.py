@@ -59,7 +59,8 @@ def _days(value: float) -> int:
     return round(value * MICROS_PER_DAY)
 
 
-def _check_lengths(split: SplitConfig) -> None:
+def check_split(split: SplitConfig) -> None:
+    """The checks that need no history (signs, exclusive options), so a command can fail before loading."""
     for option, value, low in (("--gap-days", split.gap_days, 0.0), ("burn-in days", split.burn_in_days, 0.0)):
         if value < low:
             raise SplitError(f"{option} must be 0 or more (got {value:g})")
@@ -78,7 +79,7 @@ def _check_lengths(split: SplitConfig) -> None:
 def split_windows(start_us: int, end_us: int, split: SplitConfig) -> dict[str, tuple[int, int]]:
     """Half-open ``[start, end)`` periods train / validation / test for a history spanning
     ``[start_us, end_us)``; a SplitError names the option to change when they do not fit."""
-    _check_lengths(split)
+    check_split(split)
     gap = _days(split.gap_days)
     earliest_train = start_us + _days(split.burn_in_days)
     train_end = split.train_end_us
@@ -116,9 +117,11 @@ def split_windows(start_us: int, end_us: int, split: SplitConfig) -> dict[str, t
     return {"train": (train_start, train_end), "validation": validation, "test": test}
 
 
-def split_masks(event_time_us: np.ndarray, split: SplitConfig) -> dict[str, np.ndarray]:
-    """Boolean masks train / validation / test over rows, by event time."""
+def split_masks(event_time_us: np.ndarray, split: SplitConfig, end_us: int | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks train / validation / test over rows, by event time; the periods are laid back
+    from ``end_us`` (default: just after the last row)."""
     if event_time_us.size == 0:
         raise SplitError("the history has no transactions")
-    windows = split_windows(int(event_time_us.min()), int(event_time_us.max()) + 1, split)
+    last = int(event_time_us.max()) + 1
+    windows = split_windows(int(event_time_us.min()), last if end_us is None else min(end_us, last), split)
     return {part: (event_time_us >= low) & (event_time_us < high) for part, (low, high) in windows.items()}

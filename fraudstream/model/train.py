@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
+from fraudstream.features.config import DEFAULT_FEATURE_CONFIG_VERSION
 from fraudstream.model.dataset import LabeledHistory, Replay, replay
 from fraudstream.model.exceptions import NotEnoughData
 from fraudstream.model.metrics import compromised_since, evaluate
@@ -43,6 +44,8 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     costs: CostSetting = field(default_factory=CostSetting)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: The version label of the feature configuration file (fraudstream.features.load_feature_config).
+    feature_config_version: str = DEFAULT_FEATURE_CONFIG_VERSION
     #: Partitions of the transactions topic the model will be served on: one feature state each. The
     #: caller passes the serving topic's count (``Settings.transactions_partitions``); None is refused.
     partitions: int | None = None
@@ -136,7 +139,9 @@ def train_model(
     target = history.targets()
     event_time = history.transactions["event_time_us"].to_numpy(dtype=np.int64)
     accounts = history.transactions["account_id"].to_numpy(dtype=object)
-    masks = split_masks(event_time, config.split)
+    known = history.known_mask()
+    masks = {part: mask & known
+             for part, mask in split_masks(event_time, config.split, history.matured_until_us).items()}
     for part, mask in masks.items():
         if target[mask].sum() == 0:
             raise NotEnoughData(f"no fraud in the {part} period: simulate or import more days")
@@ -166,9 +171,9 @@ def train_model(
         "seed_random_forest": lambda part: forest.predict_proba(x[part][list(SEED_FEATURES)].fillna(0.0))[:, 1],
     }
     test = masks["test"]
-    known = compromised_since(history.labels)
+    compromised = compromised_since(history.labels)
     metrics = {
-        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test], known)
+        name: evaluate(y["test"], predict("test"), event_time[test], accounts[test], compromised)
         for name, predict in predictors.items()
     }
     thresholds = choose_thresholds(y["validation"], predictors["model"]("validation"), config.costs)
@@ -184,7 +189,9 @@ def train_model(
         "feature_names": names,
         "feature_code_version": FEATURE_CODE_VERSION,
         "feature_config": config.features.to_dict(),
+        "feature_config_version": config.feature_config_version,
         "replay_partitions": features.partitions,
+        "history": history.source,
         "training_window": {part: _window(event_time, mask) for part, mask in masks.items()},
         "rows": {part: int(mask.sum()) for part, mask in masks.items()},
         "fraud_rows": {part: int(target[mask].sum()) for part, mask in masks.items()},

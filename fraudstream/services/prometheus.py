@@ -58,7 +58,7 @@ def healthy(settings: Settings) -> bool:
         return False
 
 
-#: The views aggregate rows written since the last refresh at query time: at 5,000 events/s, 10,000 rows.
+#: The views aggregate the rows written since the last refresh at query time: this bounds that work.
 REFRESH_EVERY_S = 2
 
 

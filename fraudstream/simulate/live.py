@@ -35,17 +35,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import KafkaError, Message, Producer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fraudstream.config import Settings
-from fraudstream.events.contract import SCHEMA_VERSION, TRANSACTION_COLUMNS
+from fraudstream.events.contract import (
+    add_event_times,
+    encode,
+    encode_transactions_without_time,
+    format_time_us,
+    label_to_dict,
+)
+from fraudstream.kafka import produce
 from fraudstream.kafka import producer as kafka_producer
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_window, to_microseconds, to_tables
 from fraudstream.simulate.normal import LEGITIMATE, take_columns
@@ -68,10 +72,9 @@ CHUNK_DAYS = 7
 LIVE_LABEL_DELAYS = LabelDelays(fraud_s=(5.0, 30.0), legit_s=(30.0, 90.0))
 #: Simulated-clock mode's label delays: the history's own (days), on the simulated clock.
 SIMULATED_LABEL_DELAYS = LabelDelays()
-#: Simulated days sent before the start so the processor's feature state is warm (measured offline on
-#: the default model: alert precision 6 % from a cold state, 41 % after 7 days, 47 % after 14).
+#: Simulated days sent before the start so the processor's feature state is warm: from a cold state
+#: every account looks new, and alerts lose most of their precision.
 DEFAULT_WARM_UP_DAYS = 14.0
-_EVENT_FIELDS = tuple(name for name in TRANSACTION_COLUMNS if name != "event_time_us")
 
 
 class Mode(StrEnum):
@@ -188,47 +191,18 @@ class TrafficSource:
         first = self.sent_numbers
         self.sent_numbers += len(columns["time_us"])
         table, _ = to_tables(self.population, columns, rng, self.id_prefix, LIVE_LABEL_DELAYS, first)
-        return Chunk(encode_bodies(table), table.column("account_id").cast(pa.string()).cast(pa.binary()).to_pylist(),
+        return Chunk(encode_transactions_without_time(table),
+                     table.column("account_id").cast(pa.string()).cast(pa.binary()).to_pylist(),
                      table.column("transaction_id").to_pylist(),
                      table.column("merchant_id").cast(pa.string()).to_pylist(), columns["scenario"].copy(),
                      columns["time_us"].astype(np.int64), first)
-
-
-def encode_bodies(table: pa.Table) -> list[bytes]:
-    """Each row as a JSON object without ``event_time`` (added at send time), built by Arrow in C.
-
-    Splicing text is safe here because every string value comes from the simulator's own
-    vocabularies and id generators (letters, digits, ``-`` and ``_``): nothing needs escaping."""
-    pieces: list[pa.Array | str] = [f'{{"schema_version":{SCHEMA_VERSION}']
-    for name in _EVENT_FIELDS:
-        column = table.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        if pa.types.is_floating(column.type):
-            pieces += [f',"{name}":', pc.cast(column, pa.string())]
-        else:
-            pieces += [f',"{name}":"', column, '"']
-    pieces.append("}")
-    return pc.binary_join_element_wise(*pieces, "").cast(pa.binary()).to_pylist()
 
 
 def stamp_events(bodies: list[bytes], start_s: float, end_s: float) -> list[bytes]:
     """Add ``event_time`` spread evenly over [start_s, end_s) (wall clock) to pre-encoded bodies."""
     count = len(bodies)
     times_us = (start_s * MICROS_PER_SECOND + np.arange(count) * ((end_s - start_s) * MICROS_PER_SECOND / count))
-    return stamp_times(bodies, times_us.astype(np.int64))
-
-
-def stamp_times(bodies: list[bytes], times_us: np.ndarray) -> list[bytes]:
-    """Add each body's own ``event_time`` (microseconds since the epoch, e.g. simulated times)."""
-    texts = np.datetime_as_string(np.asarray(times_us, dtype=np.int64).astype("datetime64[us]"), unit="us").tolist()
-    return [body[:-1] + b',"event_time":"' + text.encode() + b'Z"}' for body, text in zip(bodies, texts, strict=True)]
-
-
-def iso_times(times_us: np.ndarray) -> list[str]:
-    """ISO-8601 UTC texts (``...Z``) of microsecond timestamps."""
-    texts = np.datetime_as_string(np.asarray(times_us, dtype=np.int64).astype("datetime64[us]"), unit="us")
-    return [text + "Z" for text in texts.tolist()]
+    return add_event_times(bodies, times_us.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -257,7 +231,7 @@ class SimulatedClock:
 
 def time_scale_for(rate: float, events_per_simulated_second: float) -> float:
     """Simulated seconds per wall second that make traffic of ``events_per_simulated_second`` arrive
-    at ``rate`` events per second on average (10,000 accounts, ~18,000 events a day, at 500/s: ~2,400)."""
+    at ``rate`` events per second on average."""
     if rate <= 0 or events_per_simulated_second <= 0:
         raise ValueError("rate and events per simulated second must be positive")
     return rate / events_per_simulated_second
@@ -340,7 +314,7 @@ class LiveProducer:
         self.labels = LabelSchedule(label_delays, np.random.default_rng([source.seed, 4]), LABEL_BUCKET_S * time_scale)
         self.summary = ProduceSummary(source.mode.value, rate, fraud_by_scenario=dict.fromkeys(SCENARIO_NAMES, 0),
                                       time_scale=time_scale)
-        # Only failed deliveries call back into Python: one callback per message would cost ~10 % throughput.
+        # Only failed deliveries call back into Python: a callback per message would cost throughput.
         self.producer: Producer = kafka_producer(settings, **{"delivery.report.only.error": True})
         self.scenario_counts = np.zeros(len(SCENARIO_NAMES) + 1, dtype=np.int64)
         self._chunks: Iterator[Chunk] | None = None
@@ -356,15 +330,6 @@ class LiveProducer:
             if self.summary.delivery_failures <= 5:
                 log.error("delivery failed: %s", error)
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        """Produce, waiting for room in the local queue when it is full (backpressure, not loss)."""
-        while True:
-            try:
-                self.producer.produce(topic, value, key, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
     def _current(self) -> Chunk:
         if self._chunk is None or self._position == len(self._chunk.bodies):
             if self._chunks is None:
@@ -374,12 +339,9 @@ class LiveProducer:
 
     def _send_rows(self, chunk: Chunk, begin: int, end: int, bodies: list[bytes], label_base_s: float | np.ndarray,
                    sent_at_s: float) -> None:
-        produce, topic, delivered = self.producer.produce, self.transactions_topic, self._delivered
+        producer, topic, delivered = self.producer, self.transactions_topic, self._delivered
         for key, body in zip(chunk.keys[begin:end], bodies, strict=True):
-            try:
-                produce(topic, body, key, on_delivery=delivered)
-            except BufferError:
-                self._produce(topic, key, body)
+            produce(producer, topic, body, key, on_delivery=delivered)
         if self._send_log is not None:
             self._send_log.append((chunk.first_number + begin, chunk.first_number + end, round(sent_at_s * 1e6)))
         rows = np.arange(begin, end)
@@ -408,7 +370,7 @@ class LiveProducer:
             if end == begin:
                 break
             times_us = chunk.times_us[begin:end]
-            self._send_rows(chunk, begin, end, stamp_times(chunk.bodies[begin:end], times_us),
+            self._send_rows(chunk, begin, end, add_event_times(chunk.bodies[begin:end], times_us),
                             times_us / MICROS_PER_SECOND, time.time())
             self._position, sent = end, sent + end - begin
             self.simulated_now_us = max(self.simulated_now_us, int(times_us[-1]))
@@ -418,12 +380,14 @@ class LiveProducer:
         """Labels due by ``now_s`` (every pending one when None), ``labeled_at`` = their due time."""
         scenario_names = (None, *SCENARIO_NAMES)
         for chunk, rows, due_s in self.labels.pop_due(now_s):
-            for row, labeled_at in zip(rows.tolist(), iso_times(due_s * MICROS_PER_SECOND), strict=True):
+            for row, labeled_at_us in zip(rows.tolist(), (due_s * MICROS_PER_SECOND).astype(np.int64).tolist(),
+                                          strict=True):
                 code = int(chunk.scenario_codes[row])
                 label = {"transaction_id": chunk.transaction_ids[row], "account_id": chunk.keys[row].decode(),
                          "merchant_id": chunk.merchant_ids[row], "is_fraud": code != LEGITIMATE,
-                         "scenario": scenario_names[code + 1], "labeled_at": labeled_at}
-                self._produce(self.labels_topic, chunk.keys[row], orjson.dumps(label))
+                         "scenario": scenario_names[code + 1], "labeled_at_us": labeled_at_us}
+                produce(self.producer, self.labels_topic, encode(label_to_dict(label)), chunk.keys[row],
+                        on_delivery=self._delivered)
                 self.summary.labels_sent += 1
                 self.summary.labels_sent_early += now_s is None
 
@@ -525,9 +489,9 @@ def warm_up_together(producers: Sequence[LiveProducer], until_us: int, step_s: f
     wait until Kafka has everything; returns the events sent.
 
     A processor that starts with this backlog holds the history a running system would have
-    (account habits, merchant traffic, fraud labels): a cold state makes every account look new
-    (alert precision 6 % instead of ~45 % with the default model). Lockstep keeps one producer's
-    events from reaching an account long after another producer's later ones (they would be late)."""
+    (account habits, merchant traffic, fraud labels): a cold state makes every account look new and
+    costs the alerts most of their precision. Lockstep keeps one producer's events from reaching an
+    account long after another producer's later ones (they would be late)."""
     if not producers:
         return 0
     step_us = round(step_s * MICROS_PER_SECOND)
@@ -540,25 +504,16 @@ def warm_up_together(producers: Sequence[LiveProducer], until_us: int, step_s: f
     for index, producer in enumerate(producers):
         producer.summary.delivery_failures += producer.producer.flush(120)
         producer.summary.warm_up_events += sent[index]
-    log.info("warm-up sent %d events up to simulated %s", sum(sent), iso_times(np.array([until_us]))[0])
+    log.info("warm-up sent %d events up to simulated %s", sum(sent), format_time_us(until_us))
     return sum(sent)
 
 
-def default_live_start_us(models_dir: Path | None = None) -> int:
-    """Where a simulated live stream starts: the midnight after the promoted model's training data
-    (so the stream continues the history it learned from), else 30 days after ``DEFAULT_START``."""
-    if models_dir is not None:
-        from fraudstream.model.exceptions import ModelError
-        from fraudstream.model.registry import Registry
-
-        try:
-            manifest = Registry(models_dir).production().manifest
-            end = manifest["training_window"]["test"]["end"]
-            end_us = to_microseconds(datetime.fromisoformat(end.replace("Z", "+00:00")))
-            return -(-end_us // MICROS_PER_DAY) * MICROS_PER_DAY
-        except (ModelError, KeyError, TypeError, ValueError):
-            log.info("no promoted model with a training window in %s: live start %s", models_dir, DEFAULT_START)
-    return to_microseconds(DEFAULT_START) + 30 * MICROS_PER_DAY
+def live_start_us(training_end_us: int | None = None) -> int:
+    """Where a simulated live stream starts: the midnight after the model's training data ends (so the
+    stream continues the history it learned from), else 30 days after ``DEFAULT_START``."""
+    if training_end_us is None:
+        return to_microseconds(DEFAULT_START) + 30 * MICROS_PER_DAY
+    return -(-training_end_us // MICROS_PER_DAY) * MICROS_PER_DAY
 
 
 def produce_live(settings: Settings, mode: Mode | str = Mode.all, rate: float | None = 100.0,
@@ -574,14 +529,14 @@ def produce_live(settings: Settings, mode: Mode | str = Mode.all, rate: float | 
     seconds or ``max_events`` events, whichever comes first, or on Ctrl-C without either.
     ``time_scale`` 1 is the wall clock; None derives a simulated clock's scale from ``rate``; any
     other value is a simulated clock at that scale, starting at ``start_us`` (default:
-    ``default_live_start_us``) after ``warm_up_days`` of simulated history sent at full speed."""
+    ``live_start_us()``) after ``warm_up_days`` of simulated history sent at full speed."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for unlimited)")
     if time_scale == 1.0:
         source = TrafficSource(Mode(mode), seed, accounts, merchants, fraud_share, scenarios)
         delays = label_delays or LIVE_LABEL_DELAYS
     else:
-        start = default_live_start_us(settings.models_dir) if start_us is None else start_us
+        start = live_start_us() if start_us is None else start_us
         source = TrafficSource(Mode(mode), seed, accounts, merchants, fraud_share, scenarios,
                                start_us=start - round(warm_up_days * MICROS_PER_DAY),
                                population_start_us=to_microseconds(DEFAULT_START))

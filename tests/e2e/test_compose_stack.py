@@ -60,12 +60,15 @@ class Stack:
     ports: dict[str, int]
     figures: dict[str, object] = field(default_factory=dict)
 
+    def variable(self, name: str) -> str:
+        for line in self.env_file.read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1]
+        raise AssertionError(f"no {name} in {self.env_file}")
+
     @property
     def password(self) -> str:
-        for line in self.env_file.read_text().splitlines():
-            if line.startswith("POSTGRES_PASSWORD="):
-                return line.split("=", 1)[1]
-        raise AssertionError(f"no POSTGRES_PASSWORD in {self.env_file}")
+        return self.variable("POSTGRES_PASSWORD")
 
     def command(self) -> list[str]:
         files = [argument for name in COMPOSE_FILES for argument in ("-f", str(ROOT / name))]
@@ -90,9 +93,10 @@ class Stack:
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--tail", "40", check=False).stdout[-20_000:]
 
-    def database(self) -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.ports["POSTGRES_PORT"], user="fraudstream",
-                               password=self.password, dbname="fraudstream", autocommit=True)
+    def database(self, user: str = "fraudstream", password: str | None = None) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.ports["POSTGRES_PORT"], user=user,
+                               password=self.password if password is None else password, dbname="fraudstream",
+                               autocommit=True)
 
 
 def run_script(*command: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -270,6 +274,25 @@ def test_prometheus_scrapes_the_processor(stack: Stack) -> None:
             break
         assert time.monotonic() < deadline, f"processor targets not up: {targets}"
         time.sleep(2)
+
+
+def test_services_use_the_application_role_and_the_superuser_only_set_up(stack: Stack) -> None:
+    """As the local stack: `fraudstream` owns the database and the tables and is no superuser; the
+    superuser `fraudstream_admin` (its own password) exists for setting up; every service connects as the
+    application role."""
+    with stack.database() as connection:
+        assert connection.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+                                  "WHERE rolname = current_user").fetchone() == (False, False, False)
+        owners = connection.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = "
+                                    "current_database() UNION SELECT DISTINCT tableowner FROM pg_tables "
+                                    "WHERE schemaname = 'public'").fetchall()
+        assert owners == [("fraudstream",)]
+        users = {row[0] for row in connection.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend'").fetchall()}
+    assert users == {"fraudstream"}, f"services connected as {users}"
+    with stack.database("fraudstream_admin", stack.variable("POSTGRES_ADMIN_PASSWORD")) as admin:
+        assert admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
 
 
 def test_console_answers_on_localhost(stack: Stack) -> None:

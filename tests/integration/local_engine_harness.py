@@ -8,20 +8,19 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import psycopg
-from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream import kafka
 from fraudstream.config import Settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.engines.feed import publish_frame
 from fraudstream.model.signing import SIGNING_KEY_FILE
+from fraudstream.probes import scrape  # noqa: F401 - the tests import it from here
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.simulate.backfill import simulate_history
 
@@ -146,8 +145,3 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample a processor's /metrics endpoint exports now, keyed by name and labels."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}

@@ -13,8 +13,8 @@ from fraudstream.batch import BatchStep, ModelChoice, OnePartition, Records
 from fraudstream.batch.scoring import Scorer
 from fraudstream.events.contract import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
 from fraudstream.features import FeatureState
-from fraudstream.model.examples import publish_example_model
 from fraudstream.simulate.backfill import simulate_history
+from fraudstream.testing.example_model import publish_example_model
 
 pytestmark = pytest.mark.unit
 

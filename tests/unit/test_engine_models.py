@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fraudstream.engines.models import ModelHolder
-from fraudstream.model.examples import publish_example_model
 from fraudstream.model.registry import MODEL_FILE
+from fraudstream.testing.example_model import publish_example_model
 
 pytestmark = pytest.mark.unit
 

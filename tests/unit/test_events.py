@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 from jsonschema.exceptions import ValidationError
 
@@ -162,6 +163,33 @@ def test_round_trip_through_wire_dictionary() -> None:
     assert fast_decode.decode_transactions([contract.encode(again)]).frame.equals(frame)
     assert schema_accepts(again)
 
+
+
+def test_the_batch_encoder_gives_the_per_row_encoders_values_escaping_what_json_must() -> None:
+    rows = [{**VALID, "transaction_id": f"tx-{number}", "event_time": contract.format_time_us(time_us)}
+            for number, time_us in enumerate([946_684_800_000_000, 1_795_860_000_123_456, 4_102_444_799_999_999])]
+    rows[1] |= {"device_id": 'a "quoted" \\ back\tslash', "amount": 0.01, "latitude": -0.5}
+    rows[2] |= {"merchant_id": "café-ü", "amount": 10_000_000.0, "longitude": 180.0}
+    frame = fast_decode.decode_transactions([orjson.dumps(row) for row in rows]).frame
+    assert len(frame) == len(rows)
+    payloads = contract.encode_transactions(pa.Table.from_pandas(frame, preserve_index=False))
+    assert [orjson.loads(payload) for payload in payloads] == [
+        orjson.loads(contract.encode(contract.transaction_to_dict(row))) for row in frame.itertuples(index=False)]
+    assert fast_decode.decode_transactions(payloads).frame.equals(frame)
+
+
+def test_the_batch_encoder_refuses_what_json_cannot_carry() -> None:
+    frame = fast_decode.decode_transactions([orjson.dumps(VALID)]).frame
+    with pytest.raises(ValueError, match="amount must be finite"):
+        contract.encode_transactions(pa.Table.from_pandas(frame.assign(amount=math.inf), preserve_index=False))
+    with pytest.raises(ValueError, match="device_id has missing values"):
+        contract.encode_transactions(pa.Table.from_pandas(frame.assign(device_id=None), preserve_index=False))
+
+
+def test_times_format_alike_one_by_one_and_in_bulk() -> None:
+    times = [946_684_800_000_000, 1_795_860_000_000_001, 4_102_444_799_999_999]
+    assert contract.format_times_us(times) == [contract.format_time_us(time_us) for time_us in times]
+    assert [contract.parse_time_us(text) for text in contract.format_times_us(times)] == times
 
 def test_partition_is_stable_and_spread() -> None:
     partitions = [contract.partition_for(f"acc-{i}", 6) for i in range(6000)]

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from frames import transactions
 
 from fraudstream.features import AccountFeatures, FeatureConfig, FeatureState
-from fraudstream.features.examples import transactions
 
 pytestmark = pytest.mark.unit
 HOUR = 3_600

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from frames import labels, transactions
 
 from fraudstream.features import FeatureConfig, FeatureState, MerchantFeatures
-from fraudstream.features.examples import labels, transactions
 
 pytestmark = pytest.mark.unit
 DAY = 86_400

@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from frames import labels, transactions
 
 from fraudstream.features import FeatureConfig, FeatureState
 from fraudstream.features.columnar import batch_columns
-from fraudstream.features.examples import labels, transactions
 from fraudstream.features.partitioned import MultiPartitionFeatureState
 from fraudstream.features.state import REQUIRED_COLUMNS
 

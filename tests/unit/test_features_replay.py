@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from frames import labels, transactions
 
 from fraudstream.events.contract import partition_for
 from fraudstream.features import FeatureConfig, FeatureState
-from fraudstream.features.examples import labels, transactions
 from fraudstream.features.replay import partitions_of, replay_partitioned
 
 pytestmark = pytest.mark.unit

@@ -7,11 +7,11 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from frames import ORIGIN_US, labels, transactions
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fraudstream.features import FEATURE_NAMES, FeatureConfig, FeatureState, MissingColumnsError, StateFormatError
-from fraudstream.features.examples import ORIGIN_US, labels, transactions
 
 pytestmark = pytest.mark.unit
 DAY = 86_400

@@ -10,8 +10,8 @@ import pytest
 
 from fraudstream.features import FEATURE_NAMES
 from fraudstream.model.compiled import CompiledModel, cache_dir_for
-from fraudstream.model.examples import publish_example_model
 from fraudstream.model.registry import MODEL_FILE, Registry
+from fraudstream.testing.example_model import publish_example_model
 
 pytestmark = pytest.mark.unit
 

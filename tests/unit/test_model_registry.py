@@ -11,10 +11,10 @@ import pytest
 
 from fraudstream.config import get_settings
 from fraudstream.features import FEATURE_NAMES
-from fraudstream.model.examples import example_booster, example_manifest
 from fraudstream.model.exceptions import ArtifactError, NoProductionModel
 from fraudstream.model.registry import MANIFEST_FILE, MODEL_FILE, Registry
 from fraudstream.model.signing import SIGNING_KEY_FILE
+from fraudstream.testing.example_model import example_booster, example_manifest
 
 pytestmark = pytest.mark.unit
 

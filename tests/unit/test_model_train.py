@@ -58,6 +58,9 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     assert result.thresholds.review <= result.thresholds.block
     assert result.manifest["replay_partitions"] == result.replay.partitions == 4
     assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
+    assert result.manifest["feature_config_version"] == "default-1"
+    assert result.manifest["training"]["split"]["test_days"] == 4
+    assert result.manifest["history"] == {"file": str(tmp_path / "history")}
 
 
 def test_training_refuses_a_config_without_the_serving_partition_count(tmp_path: Path) -> None:

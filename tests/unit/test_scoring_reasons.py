@@ -12,9 +12,9 @@ import pytest
 
 from fraudstream.batch.scoring import Scorer
 from fraudstream.features import FEATURE_NAMES
-from fraudstream.model.examples import example_manifest
 from fraudstream.model.explain import PathAttribution, describer
 from fraudstream.model.registry import Registry
+from fraudstream.testing.example_model import example_manifest
 
 pytestmark = pytest.mark.unit
 

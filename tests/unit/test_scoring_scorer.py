@@ -10,9 +10,9 @@ import pytest
 
 from fraudstream.batch.scoring import Scorer
 from fraudstream.features import FEATURE_NAMES, FeatureRows
-from fraudstream.model.examples import example_booster, example_manifest, publish_example_model
 from fraudstream.model.exceptions import ArtifactError
 from fraudstream.model.registry import MODEL_FILE, Registry
+from fraudstream.testing.example_model import example_booster, example_manifest, publish_example_model
 
 pytestmark = pytest.mark.unit
 

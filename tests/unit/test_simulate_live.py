@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fraudstream.events import contract, fast_decode
-from fraudstream.simulate.backfill import LabelDelays, simulate_history
+from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_history, to_microseconds
 from fraudstream.simulate.live import (
     Chunk,
     LabelSchedule,
@@ -18,10 +18,9 @@ from fraudstream.simulate.live import (
     SimulatedClock,
     TrafficSource,
     due_until,
-    encode_bodies,
     hacker_fraud_share,
+    live_start_us,
     stamp_events,
-    stamp_times,
     time_scale_for,
 )
 from fraudstream.simulate.normal import LEGITIMATE
@@ -79,13 +78,11 @@ def test_labels_come_due_after_their_delay_fraud_sooner_than_legit() -> None:
     assert schedule.pending == 0
 
 
-def test_arrow_encoded_bodies_carry_exactly_the_history_values() -> None:
+def test_a_histories_events_travel_with_exactly_their_values() -> None:
     history = simulate_history(days=2, seed=4, accounts=300, merchants=200, fraud_share=0.05)
-    payloads = stamp_events(encode_bodies(history.transactions_table), 1_800_000_000.0, 1_800_000_010.0)
-    decoded = fast_decode.decode_transactions(payloads)
+    decoded = fast_decode.decode_transactions(contract.encode_transactions(history.transactions_table))
     assert decoded.rejected == []
-    expected = history.transactions.drop(columns="event_time_us")
-    pd.testing.assert_frame_equal(decoded.frame.drop(columns="event_time_us"), expected)
+    pd.testing.assert_frame_equal(decoded.frame, history.transactions)
 
 
 def test_simulated_clock_runs_scale_times_faster_than_the_wall_clock_and_maps_back() -> None:
@@ -137,7 +134,7 @@ def test_the_source_measures_its_rate_and_chunks_follow_simulated_time_without_g
     assert start <= first.times_us[0] and first.times_us[-1] < start + 7 * MICROS_PER_DAY <= second.times_us[0]
     assert (first.first_number, second.first_number) == (0, len(first.bodies))
     assert second.transaction_ids[0] == f"{source.id_prefix}{len(first.bodies):010d}"
-    stamped = fast_decode.decode_transactions(stamp_times(first.bodies[:50], first.times_us[:50])).frame
+    stamped = fast_decode.decode_transactions(contract.add_event_times(first.bodies[:50], first.times_us[:50])).frame
     assert stamped["event_time_us"].tolist() == first.times_us[:50].tolist()
 
 
@@ -152,3 +149,10 @@ def test_same_seed_hacker_source_attacks_the_normal_sources_population_determini
     assert hacker.times_us.tolist() == again.times_us.tolist() and hacker.keys == again.keys
     fraud_per_legit = len(hacker.bodies) / len(normal.bodies)
     assert fraud_per_legit == pytest.approx(0.1 / 0.9, rel=0.25)  # within 3 % at 10,000 accounts
+
+
+def test_a_live_stream_starts_at_the_midnight_after_the_training_data_else_30_days_into_the_history() -> None:
+    midnight = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    assert live_start_us(midnight - 1) == midnight
+    assert live_start_us(midnight) == midnight
+    assert live_start_us(None) == to_microseconds(DEFAULT_START) + 30 * MICROS_PER_DAY

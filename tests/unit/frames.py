@@ -1,4 +1,4 @@
-"""Hand-built transaction and label frames with sensible defaults, for tests and examples."""
+"""Hand-built transaction and label frames with sensible defaults, for the feature tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Fixtures shared by the tests and the benchmarks (never imported by the running system)."""
