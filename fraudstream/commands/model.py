@@ -8,7 +8,7 @@ from typing import Annotated
 
 import psycopg
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from fraudstream.backtest import backtest_metrics, check_output, load_scoring_history, run_score, window_bounds
 from fraudstream.commands._output import console, fail, table
@@ -31,6 +31,20 @@ _STAGES = {
     "train": "training models (LightGBM, logistic regression, seed forest)",
     "score": "scoring (rows)",
 }
+
+
+class StageBars(Progress):
+    """One progress bar per stage of a long build (replay, training, scoring, ...), made on first report."""
+
+    def __init__(self) -> None:
+        super().__init__(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                         console=console)
+        self._stage_tasks: dict[str, TaskID] = {}
+
+    def update_stage(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._stage_tasks:
+            self._stage_tasks[stage] = self.add_task(_STAGES.get(stage, stage), total=total)
+        self.update(self._stage_tasks[stage], completed=done, total=total)
 
 
 def _utc_us(moment: datetime | None) -> int | None:
@@ -106,15 +120,8 @@ def train(
     """Replay history through the feature core, train LightGBM and two baselines, publish a version."""
     if from_db and input_path is not None:
         raise fail("give --input or --from-db, not both")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with StageBars() as bar:
+        progress = bar.update_stage
         try:
             settings = get_settings()
             features = load_feature_config(features_file) if features_file is not None else None
@@ -158,20 +165,12 @@ def score(
 ) -> None:
     """Replay a history through the feature core and a model; write score, decision and reasons per transaction."""
     settings = get_settings()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         check_output(out)
         database = DatabaseSource(_maturity(fraud_label_days, None), _utc_us(as_of), history_days) if from_db else None
         history = load_scoring_history(input_path, database, settings)
-        with Progress(*columns, console=console) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            scored, scorer = run_score(settings, version, history, out, progress)
+        with StageBars() as bar:
+            scored, scorer = run_score(settings, version, history, out, bar.update_stage)
         manifest = {**scorer.artifact.manifest, "version": scorer.model_version}
         bounds = window_bounds(manifest, window, evaluate_from, evaluate_to)
     except (ModelError, ImportFormatError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
