@@ -50,19 +50,20 @@ class MerchantFeatures:
         Only the new labels are sorted; they are merged into each touched merchant's stored run (kept
         sorted by labeled_at, transaction) at searched positions, and duplicates are found in a per-merchant
         set of the retained transactions, so a batch never re-sorts what is stored."""
-        labels = labels[labels["merchant_id"].notna()]
-        if labels.empty:
+        merchant = labels["merchant_id"].to_numpy(dtype=object)
+        known = ~pd.isna(merchant)
+        if not known.any():
             return
-        group_new, merchants = pd.factorize(labels["merchant_id"].to_numpy(dtype=object))
+        group_new, merchants = pd.factorize(merchant[known])
         slots = self.store.slots(np.asarray(merchants, dtype=object))
         fresh = np.column_stack(
             (
-                labels["labeled_at_us"].to_numpy(dtype=np.int64),
-                col.hash_values(labels["transaction_id"].to_numpy(dtype=object)),
-                labels["is_fraud"].to_numpy(dtype=bool).astype(np.int64),
+                labels["labeled_at_us"].to_numpy(dtype=np.int64)[known],
+                col.hash_values(labels["transaction_id"].to_numpy(dtype=object)[known]),
+                labels["is_fraud"].to_numpy(dtype=bool)[known].astype(np.int64),
             )
         )
-        seen = [self._seen(slot) for slot in slots.tolist()]
+        seen = self._seen(slots)
         first = np.zeros(len(fresh), dtype=bool)
         for row, (group, transaction) in enumerate(zip(group_new.tolist(), fresh[:, LABEL_TRANSACTION_HASH].tolist(),
                                                        strict=True)):
@@ -94,16 +95,18 @@ class MerchantFeatures:
             before[row] += int(np.count_nonzero(tied < fresh[row, LABEL_TRANSACTION_HASH]))
         return before
 
-    def _seen(self, slot: int) -> set[int]:
-        """Transactions with a retained label at this merchant: a derived index, rebuilt from the stored
-        rows after a restore or when the slot was cleared or recycled (its generation moved)."""
-        generation = int(self.store.generation[slot])
-        known = self._seen_index.get(slot)
-        if known is None or known[0] != generation:
-            rows = self.store.gather("labels", np.array([slot]))[0]
-            known = (generation, set(rows[:, LABEL_TRANSACTION_HASH].tolist()))
-            self._seen_index[slot] = known
-        return known[1]
+    def _seen(self, slots: np.ndarray) -> list[set[int]]:
+        """Per slot, the transactions with a retained label at that merchant: a derived index, rebuilt
+        from the stored rows after a restore or when the slot was cleared or recycled (its generation moved)."""
+        index = self._seen_index
+        result = []
+        for slot, generation in zip(slots.tolist(), self.store.generation[slots].tolist(), strict=True):
+            known = index.get(slot)
+            if known is None or known[0] != generation:
+                rows = self.store.gather("labels", np.array([slot]))[0]
+                known = index[slot] = (generation, set(rows[:, LABEL_TRANSACTION_HASH].tolist()))
+            result.append(known[1])
+        return result
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
