@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,9 +104,10 @@ def _counts(samples: Samples) -> tuple[int, int, int]:
             value("fraudstream_events_total", outcome="dead_lettered"))
 
 
-def hold(traffic: HoldTraffic, metrics_port: int, out: Console, processor_alive: Callable[[], bool],
+def hold(traffic: HoldTraffic, metrics_port: int, out: Console, processor: subprocess.Popen,
          console_url: str | None) -> None:
-    """Run the hold phase until Ctrl-C/SIGTERM (KeyboardInterrupt); the processor exiting meanwhile is an error."""
+    """Run the hold phase until Ctrl-C/SIGTERM (KeyboardInterrupt), or until the processor stops: when it was
+    asked to (exit 0: a Ctrl-C reached it first), everything stops as for Ctrl-C; otherwise it is an error."""
     where = f"; analyst console at {console_url}" if console_url else ""
     out.print(f"[bold]--keep[/]: producers, processor and analyst console keep running{where}; Ctrl-C stops "
               "everything")
@@ -123,13 +124,16 @@ def hold(traffic: HoldTraffic, metrics_port: int, out: Console, processor_alive:
     traffic.start()
     try:
         with Live(console=out, refresh_per_second=1, transient=False) as live:
-            while processor_alive():
+            while processor.poll() is None:
                 last = counts()
                 live.update(hold_status_line(HoldStatus(
                     time.monotonic() - began, *(now - before for now, before in zip(last, baseline, strict=True)),
                     producers_running=traffic.running(), producers=len(traffic.processes))))
                 time.sleep(1.0)
-        raise RuntimeError("the processor exited during the hold phase; see its log")
+        if processor.returncode != 0:
+            raise RuntimeError(f"the processor exited with code {processor.returncode} during the hold phase; "
+                               "see its log")
+        out.print("the processor stopped; stopping")
     except KeyboardInterrupt:
         out.print("stopping")
     finally:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,16 +75,18 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the demo the way Ctrl-C does, so the way out stops every child it started."""
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM stops the demo the way Ctrl-C does, and Ctrl-C works even when the demo inherited SIGINT
+    ignored (started in the background by a script): the way out stops every child it started."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Demo:
@@ -172,7 +175,7 @@ class Demo:
         return server
 
     def run(self, on_summary: Callable[[DemoSummary], None] | None = None) -> DemoSummary:
-        with sigterm_interrupts():
+        with stop_signals_interrupt():
             version = self.prepare()
             processor = start_processor(self.settings, self.group, self.metrics_port, self.log_path)
             console_server = None
@@ -182,7 +185,7 @@ class Demo:
                 if on_summary is not None:
                     on_summary(final)
                 if self.keep:
-                    self.hold(lambda: processor.poll() is None)
+                    self.hold(processor)
                 elif self.console_url:
                     self.console.print(f"the analyst console ({self.console_url}) stops with the demo; "
                                        "`fraudstream demo --keep` (`make demo DEMO_ARGS=--keep`) keeps it running")
@@ -237,13 +240,13 @@ class Demo:
         final.simulated_end = self._simulated_end()
         return final
 
-    def hold(self, processor_alive: Callable[[], bool]) -> None:
+    def hold(self, processor: subprocess.Popen) -> None:
         """--keep: traffic continues from where the measured part ended, until Ctrl-C or SIGTERM."""
         end = self._simulated_end()
         start_us = self.live_start_us if end is None else int(end.timestamp() * 1_000_000) + 1
         traffic = HoldTraffic(self.settings, self.plan, start_us, self.time_scale, self.settings.state_dir)
         try:
-            hold(traffic, self.metrics_port, self.console, processor_alive, self.console_url)
+            hold(traffic, self.metrics_port, self.console, processor, self.console_url)
         except RuntimeError as error:
             raise RuntimeError(f"{error} ({self.log_path})") from None
 

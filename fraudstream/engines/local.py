@@ -27,10 +27,11 @@ Commit protocol of one micro-batch; ``LocalEngine.process_batch`` (steps 1-6 and
 7. ``sink.confirm_delivery``: every dead letter acknowledged, so they are durable before the offsets
    that cover them (a broker outage is waited out: the producer retries).
 8. ``sink.write``, one database transaction: upsert the rows, upsert the labels, advance the offsets
-   (they only grow, else OffsetRegression), write the captured snapshots; commit (a batch without alerts
-   does not wait for the WAL flush: a transaction lost in a PostgreSQL crash takes its offsets with it
-   and is replayed). Then send the alerts of the rows *as stored* and confirm their delivery: an alert
-   never names a row that is not stored with its decision and score. A crash before they are acknowledged
+   (they only grow, else OffsetRegression), write the captured snapshots; commit (without waiting for the
+   WAL flush: a transaction lost in a PostgreSQL crash takes its offsets with it and is replayed). Then
+   send the alerts of the rows *as stored* and confirm their delivery: after an engine crash, an alert
+   never names a row that is stored with another decision or score (a PostgreSQL crash that loses the
+   commit of rows whose alerts went out still can). A crash before they are acknowledged
    loses nothing: the restore replays from a snapshot taken before this batch, and the alerts of the
    replayed records' stored rows are sent again. While PostgreSQL is away this step retries with
    back-off (``outages.py``); when the connection was lost, the batch is abandoned once a new one works,

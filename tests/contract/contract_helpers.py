@@ -25,7 +25,9 @@ class EngineUnderTest:
     name: str
     #: A member of the engine on the run's topics (its log under the run's logs, named by the instance).
     start: Callable[[EngineRun, str], subprocess.Popen]
-    #: SIGKILLs in the kill test: each Spark restart costs its 15-45 s first batch, so it gets fewer.
+    #: SIGKILLs in the kill test (half in each phase, the odd one in the second, where labels take effect).
+    #: Spark gets one: each driver start costs its 15-45 s first batch on a quiet machine (70-120 s under a
+    #: load average of 6-8), and a kill test with two took 9.4 min of the suite's 14 there.
     kills: int
     #: How long without a new row means the engine is stuck (Spark's first batch after a start is slow).
     stall_s: float
@@ -52,7 +54,7 @@ def start_spark(run: EngineRun, instance: str) -> subprocess.Popen:
 
 ENGINES = {
     "local": EngineUnderTest("local", start_local, kills=10, stall_s=60, switch_log="model switched from="),
-    "spark": EngineUnderTest("spark", start_spark, kills=2, stall_s=240, switch_log="spark job switched model"),
+    "spark": EngineUnderTest("spark", start_spark, kills=1, stall_s=240, switch_log="spark job switched model"),
 }
 
 

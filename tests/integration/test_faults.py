@@ -10,6 +10,7 @@ the README's Reliability table comes from them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -316,9 +317,19 @@ def test_database_volume_full_is_ridden_out(small_volume_database: tuple[Setting
     ballast = volume / "ballast"
 
     def fill() -> None:
-        free = os.statvfs(volume)
-        with ballast.open("wb") as file:
-            os.posix_fallocate(file.fileno(), 0, free.f_bavail * free.f_frsize)
+        """Write until the volume refuses a single byte (the server may take space meanwhile)."""
+        descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+        block = bytes(1 << 20)
+        try:
+            while block:
+                try:
+                    os.write(descriptor, block)
+                except OSError as error:
+                    if error.errno != errno.ENOSPC:
+                        raise
+                    block = block[:len(block) // 2]
+        finally:
+            os.close(descriptor)
         assert os.statvfs(volume).f_bavail == 0
 
     figures = ride_out(settings, events, clean_run, tmp_path / "logs", "postgres-disk-full", "postgres",
