@@ -72,9 +72,11 @@ def run(transactions: pd.DataFrame, labels: pd.DataFrame | None, size: int) -> d
 
 def worker(args: argparse.Namespace) -> None:
     transactions, labels = stream(args.events, args.accounts, args.merchants, args.rate)
+    import fraudstream
+
     figures = {"no labels": run(transactions, None, args.batch),
                "a label per event": run(transactions, labels, args.batch)}
-    print(json.dumps(figures))
+    print(json.dumps({"code": str(Path(fraudstream.__file__).parents[1]), **figures}))
 
 
 def main() -> None:
@@ -91,6 +93,9 @@ def main() -> None:
         worker(args)
         return
     here = str(Path(__file__).resolve().parents[1])
+    for checkout in args.against:
+        if not (Path(checkout) / "fraudstream" / "features").is_dir():
+            parser.error(f"--against {checkout}: no fraudstream package there (give a checkout of the project)")
     passed = [f"--{name}={getattr(args, name)}" for name in ("events", "accounts", "merchants", "rate", "batch")]
     rows = {}
     console = Console()
@@ -99,7 +104,10 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": checkout}
             done = subprocess.run([sys.executable, __file__, "--worker", *passed], env=env, check=True,
                                   capture_output=True, text=True)
-        rows[checkout] = json.loads(done.stdout.strip().splitlines()[-1])
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        if Path(figures.pop("code")) != Path(checkout).resolve():
+            raise SystemExit(f"{checkout}: the worker imported fraudstream from elsewhere (check PYTHONPATH)")
+        rows[checkout] = figures
     load = os.getloadavg()
     table = Table(title=f"feature core, {args.events:,} events in batches of {args.batch}, "
                         f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
