@@ -39,29 +39,74 @@ class MerchantFeatures:
         self.config = config
         self.names = merchant_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
+        #: slot -> (store generation, transaction hashes of its retained labels); see _seen.
+        self._seen_index: dict[int, tuple[int, set[int]]] = {}
+        #: Rows sorted by apply_labels (a cost that must follow the new labels, not the stored ones).
+        self.work = {"label_rows_sorted": 0}
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
-        """Remember labels (deduplicated per transaction) until events pass their labeled_at."""
-        labels = labels[labels["merchant_id"].notna()]
-        if labels.empty:
+        """Remember labels (deduplicated per transaction, the first one wins) until events pass their labeled_at.
+
+        Only the new labels are sorted; they are merged into each touched merchant's stored run (kept
+        sorted by labeled_at, transaction) at searched positions, and duplicates are found in a per-merchant
+        set of the retained transactions, so a batch never re-sorts what is stored."""
+        merchant = labels["merchant_id"].to_numpy(dtype=object)
+        known = ~pd.isna(merchant)
+        if not known.any():
             return
-        group_new, merchants = pd.factorize(labels["merchant_id"].to_numpy(dtype=object))
+        group_new, merchants = pd.factorize(merchant[known])
         slots = self.store.slots(np.asarray(merchants, dtype=object))
-        old, old_group = self.store.gather("labels", slots)
         fresh = np.column_stack(
             (
-                labels["labeled_at_us"].to_numpy(dtype=np.int64),
-                col.hash_values(labels["transaction_id"].to_numpy(dtype=object)),
-                labels["is_fraud"].to_numpy(dtype=bool).astype(np.int64),
+                labels["labeled_at_us"].to_numpy(dtype=np.int64)[known],
+                col.hash_values(labels["transaction_id"].to_numpy(dtype=object)[known]),
+                labels["is_fraud"].to_numpy(dtype=bool)[known].astype(np.int64),
             )
         )
-        rows = np.concatenate([old, fresh])
-        group = np.r_[old_group, group_new]
-        transaction = rows[:, LABEL_TRANSACTION_HASH]
-        first_wins = np.lexsort((np.arange(group.size), transaction, group))
-        unique = first_wins[col.run_start_flags(group[first_wins], transaction[first_wins])]
-        unique = unique[np.lexsort((transaction[unique], rows[unique, LABEL_TIME], group[unique]))]
-        self.store.scatter("labels", slots, rows[unique], group[unique])
+        seen = self._seen(slots)
+        first = np.zeros(len(fresh), dtype=bool)
+        for row, (group, transaction) in enumerate(zip(group_new.tolist(), fresh[:, LABEL_TRANSACTION_HASH].tolist(),
+                                                       strict=True)):
+            if transaction not in seen[group]:
+                seen[group].add(transaction)
+                first[row] = True
+        fresh, group_new = fresh[first], group_new[first]
+        order = np.lexsort((fresh[:, LABEL_TRANSACTION_HASH], fresh[:, LABEL_TIME], group_new))
+        fresh, group_new = fresh[order], group_new[order]
+        self.work["label_rows_sorted"] += len(order)
+        old, old_group = self.store.gather("labels", slots)
+        upto = self._merge_upto(old, old_group, fresh, group_new)
+        stored_position, batch_position = col.merge_positions(upto, len(old))
+        merged = np.empty((len(old) + len(fresh), 3), dtype=np.int64)
+        merged_group = np.empty(len(merged), dtype=np.int64)
+        merged[stored_position], merged_group[stored_position] = old, old_group
+        merged[batch_position], merged_group[batch_position] = fresh, group_new
+        self.store.scatter("labels", slots, merged, merged_group)
+
+    @staticmethod
+    def _merge_upto(old: np.ndarray, old_group: np.ndarray, fresh: np.ndarray, fresh_group: np.ndarray) -> np.ndarray:
+        """Stored rows preceding each new row in (merchant, labeled_at, transaction) order, by search."""
+        stored = col.SortedTimes(old_group, old[:, LABEL_TIME])
+        before = stored.first_after(fresh_group, fresh[:, LABEL_TIME] - 1)
+        after = stored.first_after(fresh_group, fresh[:, LABEL_TIME])
+        # Equal labeled_at (rare): the transaction hash orders them, as a full sort would.
+        for row in np.flatnonzero(after > before).tolist():
+            tied = old[before[row] : after[row], LABEL_TRANSACTION_HASH]
+            before[row] += int(np.count_nonzero(tied < fresh[row, LABEL_TRANSACTION_HASH]))
+        return before
+
+    def _seen(self, slots: np.ndarray) -> list[set[int]]:
+        """Per slot, the transactions with a retained label at that merchant: a derived index, rebuilt
+        from the stored rows after a restore or when the slot was cleared or recycled (its generation moved)."""
+        index = self._seen_index
+        result = []
+        for slot, generation in zip(slots.tolist(), self.store.generation[slots].tolist(), strict=True):
+            known = index.get(slot)
+            if known is None or known[0] != generation:
+                rows = self.store.gather("labels", np.array([slot]))[0]
+                known = index[slot] = (generation, set(rows[:, LABEL_TRANSACTION_HASH].tolist()))
+            result.append(known[1])
+        return result
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
@@ -154,6 +199,11 @@ class MerchantFeatures:
         self.store.scalars[slots] = state
         if not fold.any():
             return
+        for group, transaction in zip(labels_group[fold].tolist(), labels[fold, LABEL_TRANSACTION_HASH].tolist(),
+                                      strict=True):
+            known = self._seen_index.get(int(slots[group]))
+            if known is not None:
+                known[1].discard(transaction)
         # Rewrite only the label tables that lost rows.
         changed = np.zeros(slots.size, dtype=bool)
         changed[labels_group[fold]] = True

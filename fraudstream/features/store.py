@@ -96,6 +96,9 @@ class KeyedStore:
         self.keys: list[str | None] = []
         self.free: list[int] = []
         self.scalars = np.zeros(0, dtype=self.scalar_dtype)
+        #: Bumped whenever a slot's tables are cleared or recycled: lets owners keep derived per-slot
+        #: indexes (never snapshotted) and know when one no longer describes the slot's rows.
+        self.generation = np.zeros(0, dtype=np.int64)
         self.tables = {name: Arena(columns) for name, columns in table_columns.items()}
 
     def __len__(self) -> int:
@@ -123,6 +126,7 @@ class KeyedStore:
                 grown = np.empty(max(16, 2 * self.scalars.size), dtype=self.scalar_dtype)
                 grown[: self.scalars.size] = self.scalars
                 self.scalars = grown
+                self.generation = np.r_[self.generation, np.zeros(grown.size - self.generation.size, np.int64)]
                 for table in self.tables.values():
                     table.resize_slots(grown.size)
         self.index[key] = slot
@@ -131,6 +135,7 @@ class KeyedStore:
     def reset(self, slots: np.ndarray) -> None:
         """Forget everything about these keys (first event after a TTL, or new keys)."""
         self.scalars[slots] = self.default
+        self.generation[slots] += 1
         for table in self.tables.values():
             table.length[slots] = 0
 
@@ -164,6 +169,7 @@ class KeyedStore:
             del self.index[key]
             self.keys[slot] = None
             self.free.append(slot)
+        self.generation[slots] += 1
         for table in self.tables.values():
             table.length[slots] = 0
 
@@ -213,6 +219,7 @@ class KeyedStore:
             if rows.ndim != 2 or rows.shape[1] != columns:
                 raise StateFormatError(f"snapshot table {prefix}.{name} has shape {rows.shape}")
             lengths = arrays[f"{prefix}.{name}.lengths"]
+            self.generation[slots] += 1
             self.scatter(name, slots, rows, np.repeat(np.arange(slots.size), lengths))
 
     @staticmethod
