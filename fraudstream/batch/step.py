@@ -118,7 +118,7 @@ class BatchStep:
     def __init__(self, engine: str, future_tolerance_s: float) -> None:
         self.engine = engine
         self.future_tolerance_s = future_tolerance_s
-        #: What a batch without labels returns (built once: an empty frame costs ~2 ms to build).
+        #: What a batch without labels returns (built once: an empty frame is not free to build).
         self.no_labels = decode_labels([])[0]
 
     def run(self, transactions: Records, labels: Records, states: FeatureStates, model: ModelChoice, *,

@@ -16,7 +16,7 @@ partitions in one task and left two tasks empty, so one core did half of every b
 Per key and batch, ``handleInputRows`` does (``fraudstream.engines.spark_sink.process`` holds 2-4):
 
 1. The partition's FeatureState: the one this Python worker kept from the key's previous batch when
-   the state store's token says it is that very state (skips ~30-110 ms of restore per key and batch),
+   the state store's token says it is that very state (skips a restore per key and batch),
    else restored from the snapshot in the state store (empty on the first batch).
 2. The batch step both engines share: the batch's labels (every key gets every label; labels are
    global) before its transactions; decode and validate the transactions in offset order; features;

@@ -1,8 +1,8 @@
 """The model's trees compiled to native code (lleaves, on LLVM): the predictor both engines score with.
 
-LightGBM walks its trees at ~26 µs per row on one thread for a 320-tree model, the largest CPU cost of
-an event; the same trees compiled to branches cost ~4 µs per row and give the same probabilities to
-within 1e-15. Compiling takes seconds (~16 s for 320 trees), so the machine code is cached per model
+Walking the trees is the largest CPU cost of an event; the same trees compiled to branches cost a
+fraction of it and give the same probabilities to within 1e-15 (`bench/bench_score.py` measures both).
+Compiling takes seconds, so the machine code is cached per model
 text hash, in a ``compiled-models`` directory beside the models directory, never inside a model
 artifact: a model handed over carries text (verified against its manifest), not code. Compiling
 writes under a lock, so processes loading the same model at once (Spark's Python workers) compile it
