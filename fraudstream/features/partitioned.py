@@ -1,12 +1,13 @@
 """The feature states of several Kafka partitions, computed as one: one feature call per micro-batch.
 
-Features are per partition of the transactions topic (a merchant's counts are those of its partition,
-as in training), and the local engine owns a few partitions. A feature call has a fixed NumPy cost
-whatever its size, so one call per owned partition per micro-batch would multiply it. Here the owned
-partitions share one pair of keyed stores, keys qualified by partition (``"3:acct-17"``), and a batch
-of every partition is one call. Each key's features depend only on its own rows, so they are those of
-separate states, bit for bit. A partition still comes from, and goes to, a FeatureState snapshot of the usual format, with its own event-time clock and counters;
-it is swept by that clock, so eviction keeps the TTL of a separate state.
+Features are per partition of the transactions topic (a merchant's counts are those of its partition, as
+in training), and the local engine owns a few partitions. A feature call has a fixed NumPy cost whatever
+its size, so one call per owned partition per micro-batch would multiply it. Here the owned partitions
+share one pair of keyed stores, keys qualified by partition (``"3:acct-17"``), and a batch of every
+partition is one call. Each key's features depend only on its own rows, so they are those of separate
+states, bit for bit. A partition still comes from, and goes to, a FeatureState snapshot of the usual
+format, with its own event-time clock and counters; it is swept by that clock, so eviction keeps the TTL
+of a separate state.
 """
 
 from __future__ import annotations
