@@ -30,14 +30,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -45,11 +43,11 @@ from rich.table import Table
 from fraudstream import kafka
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
+from fraudstream.probes import NotReady, Samples, scrape, wait_until_assigned
 
 RESULTS = Path(__file__).with_name("results")
 FRAUDSTREAM = str(Path(sys.executable).with_name("fraudstream"))
 console = Console(width=150)
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass
@@ -65,13 +63,6 @@ class Minute:
     labels_stored: int
     read_to_write_p99_ms: float | None
     send_to_commit_p99_bucket_s: float | None
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def total(samples: Samples, name: str) -> float:
@@ -114,22 +105,6 @@ def soak_settings(base: Settings) -> Settings:
     return settings
 
 
-def wait_for_assignment(port: int, partitions: int, member: subprocess.Popen, timeout_s: float = 120) -> None:
-    """Until the member reports a lag for every partition (it owns them all)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if member.poll() is not None:
-            raise SystemExit(f"the processor exited with {member.returncode}: see its log under {RESULTS}/logs")
-        try:
-            if sum(1 for sample, _ in scrape(port) if sample == "fraudstream_consumer_lag") == partitions:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the processor owned no partition after {timeout_s:.0f} s")
-        time.sleep(0.5)
-
-
 def verdicts(minutes: list[Minute], rate: float) -> dict[str, bool]:
     """The last 20 and 10 minutes of a 30-minute soak (two thirds and one third of a shorter one)."""
     tail, recent = min(20, len(minutes) * 2 // 3), min(10, len(minutes) // 3)
@@ -165,7 +140,11 @@ def main() -> None:
     producer = None
     minutes: list[Minute] = []
     try:
-        wait_for_assignment(args.metrics_port, settings.transactions_partitions, member)
+        try:
+            wait_until_assigned(settings, group, metrics_ports=[args.metrics_port],
+                                alive=lambda: member.poll() is None)
+        except NotReady as error:
+            raise SystemExit(f"the processor never took its partitions: {error} (log under {logs})") from None
         producer = subprocess.Popen(
             [FRAUDSTREAM, "produce", "all", "--rate", str(args.rate), "--duration", str(args.minutes * 60),
              "--accounts", str(args.accounts)],
