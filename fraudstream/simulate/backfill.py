@@ -87,12 +87,18 @@ def _strings(names: np.ndarray | tuple[str, ...], codes: np.ndarray, mask: np.nd
                                           pa.array(vocabulary.tolist(), type=pa.string()))
 
 
+def _account_strings(population: Population, accounts: np.ndarray) -> pa.Array:
+    """Account ids as a dictionary array over the accounts these rows name (not the whole population)."""
+    distinct, positions = np.unique(accounts, return_inverse=True)
+    return pa.DictionaryArray.from_arrays(pa.array(positions.astype(np.int32)), population.account_ids(distinct))
+
+
 def to_tables(population: Population, columns: Columns, rng: np.random.Generator, id_prefix: str,
               label_delays: LabelDelays, first_number: int = 0) -> tuple[pa.Table, pa.Table]:
     """Sorted columns as the contract's transaction and label tables (ids follow the time order)."""
     size = len(columns["time_us"])
     transaction_ids = labelled_ids(id_prefix, size, width=10, first=first_number)
-    accounts = _strings(population.account_ids, columns["account"])
+    accounts = _account_strings(population, columns["account"])
     merchants = _strings(population.merchant_ids, columns["merchant"])
     transactions = pa.Table.from_arrays([
         transaction_ids,
