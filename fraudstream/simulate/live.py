@@ -82,7 +82,7 @@ HACKER_FRAUD_SHARE = 0.3
 CHUNK_DAYS = 7
 WEEK_US = CHUNK_DAYS * MICROS_PER_DAY
 #: Events simulated at once at most (about): a bigger population's week is split into windows.
-WINDOW_ROWS = 1_000_000
+WINDOW_ROWS = 500_000
 #: Events encoded at once and handed to the sender.
 CHUNK_ROWS = 50_000
 #: The Kafka client's local queue (kilobytes): about five seconds of traffic at 50,000 events/s.
