@@ -21,6 +21,7 @@ from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_grid, metrics_table, summary_table
 from fraudstream.model.split import SplitConfig, check_simulated_days, check_split
 from fraudstream.model.train import TrainConfig
+from fraudstream.store.model_events import ModelEvent, log_model_event
 from fraudstream.training import DatabaseSource, build
 
 model_app = typer.Typer(help="List, inspect, promote and roll back trained models.", no_args_is_help=True)
@@ -235,11 +236,15 @@ def show(version: Annotated[str, typer.Argument(help="Version, e.g. v0001.")]) -
 @model_app.command("promote")
 def promote_version(version: Annotated[str, typer.Argument(help="Version to serve, e.g. v0001.")]) -> None:
     """Make a version the production model; running engines switch at their next batch."""
+    settings = get_settings()
+    registry = Registry(settings.models_dir)
+    before = registry.production_version()
     try:
-        Registry(get_settings().models_dir).promote(version)
+        registry.promote(version)
     except ModelError as error:
         raise fail(str(error)) from None
     console.print(f"production model is now [bold]{version}[/]")
+    _record(ModelEvent("promote", "promoted", before, version, reasons=("promoted by hand",)))
 
 
 @model_app.command("rollback")
@@ -251,6 +256,14 @@ def rollback() -> None:
     except ModelError as error:
         raise fail(str(error)) from None
     console.print(f"production model is now [bold]{previous}[/] (rolled back from {current})")
+    _record(ModelEvent("rollback", "rolled_back", current, previous, reasons=("rolled back by hand",)))
+
+
+def _record(event: ModelEvent) -> None:
+    """A line in model_events; a warning (not a failure) when the database cannot take it."""
+    warning = log_model_event(get_settings().database_url, event)
+    if warning is not None:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 @model_app.command("default")
