@@ -14,8 +14,8 @@ measured here (bench_spark.py).
 
 Per case: events per wall second and CPU microseconds per event of the batches (checkpoints excluded),
 peak RSS of the process and its growth over the loaded stream, live accounts and state bytes per account
-at the end, median checkpoint bytes and seconds, and the restore time; a PNG plots the costs against
-the population. Not part of ``make test``.
+at the end, median checkpoint bytes and seconds, and the restore time; docs/bench_scale.png plots the
+costs against the population. Not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import BenchRun
+from _report import DOCUMENT, BenchRun
 
 ORIGIN_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 SEED = 7
 MERCHANTS = 2_000
+#: Beside docs/benchmarks.md, which links it (bench/results/ is not committed).
+PICTURE = DOCUMENT.parent / "bench_scale.png"
 
 
 def generate(accounts: int, events: int, out: Path) -> dict[str, float]:
@@ -168,9 +170,7 @@ def main() -> None:
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
                 results.append({"accounts": accounts, "labels": labels, **generated, **figures})
         run.figures["cases"] = results
-        picture = Path(__file__).parent / "results" / f"bench_scale-{run.started.strftime('%Y%m%dT%H%M%SZ')}.png"
-        picture.parent.mkdir(parents=True, exist_ok=True)
-        plot(results, picture)
+        plot(results, PICTURE)
         run.table(f"feature core, {args.events:,} events per case in batches of {args.batch:,}, a checkpoint every "
                   f"{args.checkpoint_events:,} events", [
                       "accounts", "labels", "labels applied", "events/s", "CPU µs/event", "peak RSS MB",
@@ -188,7 +188,8 @@ def main() -> None:
                   [[f"{row['accounts']:,}", f"{row['population_build_s']:.1f}",
                     f"{row['population_bytes_per_account']:.0f}", f"{row['simulated_span_h']:,.2f}"]
                    for row in results if row["labels"] == "off"])
-        run.note(f"![cost against population](../bench/results/{picture.name})")
+        run.note(f"![cost against population]({PICTURE.name}) (`{PICTURE.relative_to(PICTURE.parents[1])}`, "
+                 "written by this run)")
 
 
 if __name__ == "__main__":
