@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
+PGLITE := tools/pglite-timescale
 DEMO_SECONDS ?= 60
 # e.g. `make demo DEMO_ARGS=--keep`: traffic, the processor and the analyst console go on after the summary
 # until Ctrl-C
@@ -23,7 +24,7 @@ test: setup
 test-docker: setup docker
 	$(VENV)/bin/pytest -m docker tests/e2e/test_compose_stack.py
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(PGLITE)/node_modules/.installed
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -32,6 +33,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# TimescaleDB in PGlite (WASM), pinned by its package-lock.json: the tests of the TimescaleDB schema flavour
+# run against it (tests/integration/test_timescale_flavour.py), as no TimescaleDB server is installable here.
+$(PGLITE)/node_modules/.installed: $(PGLITE)/package.json $(PGLITE)/package-lock.json
+	cd $(PGLITE) && npm ci --silent
 	touch $@
 
 services: setup
