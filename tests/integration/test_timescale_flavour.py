@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from monitoring_rows import START, assert_views_match, insert, label, mismatches
 
+from fraudstream.console import aggregates
 from fraudstream.monitoring import overview
 from fraudstream.monitoring.sql import expand
 from fraudstream.store.schema import migrate, migrations
@@ -148,8 +149,8 @@ def _same(got: list[tuple], expected: list[tuple]) -> bool:
 
 def test_every_overview_panel_returns_the_same_rows_on_both_flavours(timescale_url: str, scratch_url: str) -> None:
     """The same rows and labels on TimescaleDB and plain PostgreSQL, first part materialized (rolled up) and
-    part live on each, then all materialized: every panel's query, expanded as Grafana expands it, returns
-    the same rows on both."""
+    part live on each, then all materialized: every panel's query, expanded as Grafana expands it, and the
+    console's aggregates return the same rows on both."""
     migrate(timescale_url)
     migrate(scratch_url)
     with psycopg.connect(timescale_url, autocommit=True) as timescale, \
@@ -181,3 +182,8 @@ def _assert_same_panels(timescale: psycopg.Connection, plain: psycopg.Connection
                 got, expected = timescale.execute(expanded).fetchall(), plain.execute(expanded).fetchall()
                 assert expected, f"{title}: no rows on plain PostgreSQL"
                 assert _same(got, expected), f"{title} ({interval}, {model}): {got[:3]} != {expected[:3]}"
+    # the console reads the same views (its "now" figures read raw rows by write time: not compared)
+    console = {name: aggregates.overview(connection) for name, connection in (("ts", timescale), ("pg", plain))}
+    for key in ("stream_minute", "chart", "labels", "alert_precision", "alert_recall"):
+        assert console["ts"][key] == console["pg"][key], key
+    assert console["pg"]["chart"]["scored"]
