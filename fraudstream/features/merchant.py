@@ -11,8 +11,19 @@ Definitions (pinned by tests/unit/test_features_merchant.py):
 - ``merchant_label_count``: labels in effect; ``merchant_fraud_count_<w>``: fraud labels whose
   labeled_at is in ``(t - w, t]``; ``merchant_fraud_rate_smoothed``:
   ``(fraud labels + strength * prior) / (labels + strength)``.
-- Labels without a merchant_id are ignored; a second label for the same transaction is ignored while
-  the first is retained (labels older than the fraud window + lateness are folded into counters).
+- Labels without a merchant_id are ignored; a second label for the same transaction at the same merchant
+  is ignored while the first is retained: until the merchant's watermark passes its labeled_at by the
+  fraud window + lateness (then the transaction may count again).
+
+State per merchant, so that an event batch reads only what the features need one by one: counters of the
+labels in effect long enough ago (``folded_*``); the individual labels a feature still tells apart (legitimate
+labels until the watermark passes their labeled_at by the lateness, fraud labels by the fraud window +
+lateness, and labels still waiting for their labeled_at); and, for deduplication only, the transactions
+of folded legitimate labels still retained (table ``seen``, read by apply_labels, never by an event batch).
+Tolerance: an event more than ``allowed_lateness_s`` behind its merchant's watermark counts the legitimate
+labels folded so far in ``merchant_label_count`` and the smoothed rate, even those after its own time
+(at most the merchant's legitimate labels between the event and the watermark - lateness); the fraud
+counts stay exact up to the fraud window + lateness. Events within the lateness see exact features.
 """
 
 from __future__ import annotations
@@ -22,14 +33,19 @@ import pandas as pd
 
 from fraudstream.features import columnar as col
 from fraudstream.features.config import FeatureConfig, merchant_feature_names, window_label
-from fraudstream.features.store import NO_TIME, KeyedStore
+from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
 from fraudstream.timeunits import MICROS_PER_SECOND
 
 SCALARS = np.dtype([("watermark_us", "<i8"), ("folded_label_count", "<i8"), ("folded_fraud_count", "<i8")])
 DEFAULT = (NO_TIME, 0, 0)
-#: Per-merchant tables (int64 matrices). events: retained event times; labels: labels not yet folded.
+#: Per-merchant tables (int64 matrices). events: retained event times; labels: labels not yet folded,
+#: sorted by (labeled_at, transaction); seen: folded legitimate labels kept for deduplication (any order).
 EVENT_TIME = 0
 LABEL_TIME, LABEL_TRANSACTION_HASH, LABEL_IS_FRAUD = range(3)
+SEEN_TIME, SEEN_TRANSACTION_HASH = range(2)
+TABLES = {"events": 1, "labels": 3, "seen": 2}
+#: In the duplicate index: the label is in the labels table (retained whatever the watermark).
+UNFOLDED = FAR_FUTURE
 
 
 class MerchantFeatures:
@@ -38,11 +54,12 @@ class MerchantFeatures:
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
         self.names = merchant_feature_names(config)
-        self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
-        #: slot -> (store generation, transaction hashes of its retained labels); see _seen.
-        self._seen_index: dict[int, tuple[int, set[int]]] = {}
-        #: Rows sorted by apply_labels (a cost that must follow the new labels, not the stored ones).
-        self.work = {"label_rows_sorted": 0}
+        self.store = KeyedStore(SCALARS, DEFAULT, TABLES)
+        #: slot -> (store generation, {transaction hash: labeled_at of a folded label, or UNFOLDED}); see _seen.
+        self._seen_index: dict[int, tuple[int, dict[int, int]]] = {}
+        #: Rows sorted by apply_labels and label rows read by event batches (costs that must follow the new
+        #: labels and the features' needs, not the stored labels).
+        self.work = {"label_rows_sorted": 0, "label_rows_read": 0, "seen_rows_rewritten": 0}
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Remember labels (deduplicated per transaction, the first one wins) until events pass their labeled_at.
@@ -64,11 +81,15 @@ class MerchantFeatures:
             )
         )
         seen = self._seen(slots)
+        # A folded label is retained (a duplicate of it ignored) while labeled_at > watermark - dedup horizon.
+        retained_after = (self.store.scalars["watermark_us"][slots] - self._dedup_horizon_us()).tolist()
         first = np.zeros(len(fresh), dtype=bool)
         for row, (group, transaction) in enumerate(zip(group_new.tolist(), fresh[:, LABEL_TRANSACTION_HASH].tolist(),
                                                        strict=True)):
-            if transaction not in seen[group]:
-                seen[group].add(transaction)
+            known = seen[group]
+            labeled_at = known.get(transaction)
+            if labeled_at is None or labeled_at <= retained_after[group]:
+                known[transaction] = UNFOLDED
                 first[row] = True
         fresh, group_new = fresh[first], group_new[first]
         order = np.lexsort((fresh[:, LABEL_TRANSACTION_HASH], fresh[:, LABEL_TIME], group_new))
@@ -95,16 +116,34 @@ class MerchantFeatures:
             before[row] += int(np.count_nonzero(tied < fresh[row, LABEL_TRANSACTION_HASH]))
         return before
 
-    def _seen(self, slots: np.ndarray) -> list[set[int]]:
-        """Per slot, the transactions with a retained label at that merchant: a derived index, rebuilt
-        from the stored rows after a restore or when the slot was cleared or recycled (its generation moved)."""
+    def _dedup_horizon_us(self) -> int:
+        return (self.config.merchant_fraud_window_s + self.config.allowed_lateness_s) * MICROS_PER_SECOND
+
+    def _fold_horizon_us(self, is_fraud: np.ndarray) -> np.ndarray:
+        """How far the watermark must pass a label's labeled_at before it only needs counting: a
+        legitimate label matters one by one only to events within the lateness, a fraud label to the
+        fraud window as well."""
+        lateness_us = self.config.allowed_lateness_s * MICROS_PER_SECOND
+        return lateness_us + is_fraud * (self.config.merchant_fraud_window_s * MICROS_PER_SECOND)
+
+    def _seen(self, slots: np.ndarray) -> list[dict[int, int]]:
+        """Per slot, the transactions with a label at that merchant (UNFOLDED, or the labeled_at of a folded
+        one, retained while recent enough): a derived index, rebuilt from the stored rows after a restore
+        or when the slot was cleared or recycled (its generation moved)."""
         index = self._seen_index
         result = []
         for slot, generation in zip(slots.tolist(), self.store.generation[slots].tolist(), strict=True):
             known = index.get(slot)
             if known is None or known[0] != generation:
-                rows = self.store.gather("labels", np.array([slot]))[0]
-                known = index[slot] = (generation, set(rows[:, LABEL_TRANSACTION_HASH].tolist()))
+                single = np.array([slot])
+                folded = self.store.gather("seen", single)[0]
+                times: dict[int, int] = {}
+                for transaction, labeled_at in zip(folded[:, SEEN_TRANSACTION_HASH].tolist(),
+                                                   folded[:, SEEN_TIME].tolist(), strict=True):
+                    times[transaction] = max(labeled_at, times.get(transaction, NO_TIME))
+                unfolded = self.store.gather("labels", single)[0][:, LABEL_TRANSACTION_HASH]
+                times.update(dict.fromkeys(unfolded.tolist(), UNFOLDED))
+                known = index[slot] = (generation, times)
             result.append(known[1])
         return result
 
@@ -128,6 +167,7 @@ class MerchantFeatures:
         # with the batch, so the cost grows with the batch and the touched merchants' rows only.
         events, events_group = self.store.gather("events", slots)
         labels, labels_group = self.store.gather("labels", slots)
+        self.work["label_rows_read"] += len(labels)
         stored_events = col.SortedTimes(events_group, events[:, EVENT_TIME])
         stored_labels = col.SortedTimes(labels_group, labels[:, LABEL_TIME])
         in_batch = col.SortedTimes(g, t)
@@ -182,7 +222,7 @@ class MerchantFeatures:
         labels: np.ndarray,
         labels_group: np.ndarray,
     ) -> None:
-        """Keep recent events; fold labels older than the fraud window + lateness into counters."""
+        """Keep recent events; fold labels into counters once no feature needs them one by one."""
         cfg = self.config
         watermark = state["watermark_us"]
         lateness_us = cfg.allowed_lateness_s * MICROS_PER_SECOND
@@ -190,8 +230,7 @@ class MerchantFeatures:
         keep = col.retained(event_group, event_time, watermark[event_group] - horizon_us, cfg.max_merchant_events)
         self.store.scatter("events", slots, event_time[keep, None], event_group[keep])
 
-        label_horizon_us = cfg.merchant_fraud_window_s * MICROS_PER_SECOND + lateness_us
-        fold = labels[:, LABEL_TIME] <= watermark[labels_group] - label_horizon_us
+        fold = labels[:, LABEL_TIME] <= watermark[labels_group] - self._fold_horizon_us(labels[:, LABEL_IS_FRAUD])
         state["folded_label_count"] += np.bincount(labels_group[fold], minlength=slots.size)
         state["folded_fraud_count"] += np.bincount(
             labels_group[fold], weights=labels[fold, LABEL_IS_FRAUD], minlength=slots.size
@@ -199,14 +238,46 @@ class MerchantFeatures:
         self.store.scalars[slots] = state
         if not fold.any():
             return
-        for group, transaction in zip(labels_group[fold].tolist(), labels[fold, LABEL_TRANSACTION_HASH].tolist(),
-                                      strict=True):
+        # Folded legitimate labels still retained keep deduplicating (table seen); the others are forgotten.
+        remember = fold & (labels[:, LABEL_IS_FRAUD] == 0) & (
+            labels[:, LABEL_TIME] > watermark[labels_group] - self._dedup_horizon_us())
+        for group, transaction, labeled_at, kept in zip(
+                labels_group[fold].tolist(), labels[fold, LABEL_TRANSACTION_HASH].tolist(),
+                labels[fold, LABEL_TIME].tolist(), remember[fold].tolist(), strict=True):
             known = self._seen_index.get(int(slots[group]))
-            if known is not None:
-                known[1].discard(transaction)
+            if known is None:
+                continue
+            if kept:
+                known[1][transaction] = labeled_at
+            else:
+                known[1].pop(transaction, None)
+        if remember.any():
+            self._remember(slots, watermark, labels[remember][:, [LABEL_TIME, LABEL_TRANSACTION_HASH]],
+                           labels_group[remember])
         # Rewrite only the label tables that lost rows.
         changed = np.zeros(slots.size, dtype=bool)
         changed[labels_group[fold]] = True
         kept = ~fold & changed[labels_group]
         renumber = np.cumsum(changed) - 1
         self.store.scatter("labels", slots[changed], labels[kept], renumber[labels_group[kept]])
+
+    def _remember(self, slots: np.ndarray, watermark: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
+        """Append folded legitimate labels to the seen tables. A full table first drops the labels no longer
+        retained and then gets room for as many rows again as it keeps, so the cost per label stays O(1)."""
+        table = self.store.tables["seen"]
+        added = np.bincount(group, minlength=slots.size)
+        full = table.length[slots] + added > table.capacity[slots]
+        if full.any():
+            full_slots = full.nonzero()[0]
+            old, old_group = table.gather(slots[full_slots])
+            self.work["seen_rows_rewritten"] += len(old)
+            live = old[:, SEEN_TIME] > watermark[full_slots][old_group] - self._dedup_horizon_us()
+            for position, transaction, labeled_at in zip(old_group[~live].tolist(),
+                                                         old[~live, SEEN_TRANSACTION_HASH].tolist(),
+                                                         old[~live, SEEN_TIME].tolist(), strict=True):
+                known = self._seen_index.get(int(slots[full_slots[position]]))
+                if known is not None and known[1].get(transaction) == labeled_at:
+                    del known[1][transaction]
+            kept = np.bincount(old_group[live], minlength=full_slots.size)
+            table.scatter(slots[full_slots], old[live], old_group[live], reserve=2 * (kept + added[full]))
+        table.append(slots, rows, group)
