@@ -33,6 +33,7 @@ import pandas as pd
 
 from fraudstream.features import columnar as col
 from fraudstream.features.config import FeatureConfig, merchant_feature_names, window_label
+from fraudstream.features.keyindex import ABSENT, KeyIndex
 from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
 from fraudstream.timeunits import MICROS_PER_SECOND
 
@@ -48,6 +49,12 @@ TABLES = {"events": 1, "labels": 3, "seen": 2}
 UNFOLDED = FAR_FUTURE
 
 
+def transaction_keys(slots: np.ndarray, transaction_hash: np.ndarray) -> np.ndarray:
+    """One int64 key per (merchant slot, transaction) for the duplicate index (a 64-bit mix, as the hashes)."""
+    mixed = slots.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ transaction_hash.view(np.uint64)
+    return mixed.view(np.int64)
+
+
 class MerchantFeatures:
     """Merchant state and the batch update; run it grouped by merchant or on mixed batches alike."""
 
@@ -55,8 +62,10 @@ class MerchantFeatures:
         self.config = config
         self.names = merchant_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, TABLES)
-        #: slot -> (store generation, {transaction hash: labeled_at of a folded label, or UNFOLDED}); see _seen.
-        self._seen_index: dict[int, tuple[int, dict[int, int]]] = {}
+        #: (slot, transaction) -> UNFOLDED, or the labeled_at of a folded legitimate label: derived from the
+        #: labels and seen tables of the slots whose generation it was built for (see _index_slots).
+        self._index = KeyIndex(self._index_live)
+        self._indexed_generation = np.zeros(0, dtype=np.int64)
         #: Rows sorted by apply_labels and label rows read by event batches (costs that must follow the new
         #: labels and the features' needs, not the stored labels).
         self.work = {"label_rows_sorted": 0, "label_rows_read": 0, "seen_rows_rewritten": 0}
@@ -65,8 +74,8 @@ class MerchantFeatures:
         """Remember labels (deduplicated per transaction, the first one wins) until events pass their labeled_at.
 
         Only the new labels are sorted; they are merged into each touched merchant's stored run (kept
-        sorted by labeled_at, transaction) at searched positions, and duplicates are found in a per-merchant
-        set of the retained transactions, so a batch never re-sorts what is stored."""
+        sorted by labeled_at, transaction) at searched positions, and duplicates are looked up in a sorted
+        index of the retained transactions, so a batch never re-sorts what is stored."""
         merchant = labels["merchant_id"].to_numpy(dtype=object)
         known = ~pd.isna(merchant)
         if not known.any():
@@ -80,18 +89,18 @@ class MerchantFeatures:
                 labels["is_fraud"].to_numpy(dtype=bool)[known].astype(np.int64),
             )
         )
-        seen = self._seen(slots)
+        self._index_slots(slots)
+        row_slot = slots[group_new]
+        keys = transaction_keys(row_slot, fresh[:, LABEL_TRANSACTION_HASH])
+        distinct, first_row = np.unique(keys, return_index=True)  # the first label of a transaction wins
+        first_row_slot = row_slot[first_row]
         # A folded label is retained (a duplicate of it ignored) while labeled_at > watermark - dedup horizon.
-        retained_after = (self.store.scalars["watermark_us"][slots] - self._dedup_horizon_us()).tolist()
-        first = np.zeros(len(fresh), dtype=bool)
-        for row, (group, transaction) in enumerate(zip(group_new.tolist(), fresh[:, LABEL_TRANSACTION_HASH].tolist(),
-                                                       strict=True)):
-            known = seen[group]
-            labeled_at = known.get(transaction)
-            if labeled_at is None or labeled_at <= retained_after[group]:
-                known[transaction] = UNFOLDED
-                first[row] = True
-        fresh, group_new = fresh[first], group_new[first]
+        retained = self._index.get(distinct, self.store.generation[first_row_slot]) > (
+            self.store.scalars["watermark_us"][first_row_slot] - self._dedup_horizon_us())
+        accepted = first_row[~retained]
+        self._index.put(distinct[~retained], np.full(accepted.size, UNFOLDED), row_slot[accepted],
+                        self.store.generation[row_slot[accepted]])
+        fresh, group_new = fresh[accepted], group_new[accepted]
         order = np.lexsort((fresh[:, LABEL_TRANSACTION_HASH], fresh[:, LABEL_TIME], group_new))
         fresh, group_new = fresh[order], group_new[order]
         self.work["label_rows_sorted"] += len(order)
@@ -126,26 +135,37 @@ class MerchantFeatures:
         lateness_us = self.config.allowed_lateness_s * MICROS_PER_SECOND
         return lateness_us + is_fraud * (self.config.merchant_fraud_window_s * MICROS_PER_SECOND)
 
-    def _seen(self, slots: np.ndarray) -> list[dict[int, int]]:
-        """Per slot, the transactions with a label at that merchant (UNFOLDED, or the labeled_at of a folded
-        one, retained while recent enough): a derived index, rebuilt from the stored rows after a restore
-        or when the slot was cleared or recycled (its generation moved)."""
-        index = self._seen_index
-        result = []
-        for slot, generation in zip(slots.tolist(), self.store.generation[slots].tolist(), strict=True):
-            known = index.get(slot)
-            if known is None or known[0] != generation:
-                single = np.array([slot])
-                folded = self.store.gather("seen", single)[0]
-                times: dict[int, int] = {}
-                for transaction, labeled_at in zip(folded[:, SEEN_TRANSACTION_HASH].tolist(),
-                                                   folded[:, SEEN_TIME].tolist(), strict=True):
-                    times[transaction] = max(labeled_at, times.get(transaction, NO_TIME))
-                unfolded = self.store.gather("labels", single)[0][:, LABEL_TRANSACTION_HASH]
-                times.update(dict.fromkeys(unfolded.tolist(), UNFOLDED))
-                known = index[slot] = (generation, times)
-            result.append(known[1])
-        return result
+    def _index_slots(self, slots: np.ndarray) -> None:
+        """Bring the duplicate index up to date for these (distinct) slots: after a restore, or when a slot
+        was cleared or recycled (its generation moved), its entries are rebuilt from its stored rows."""
+        generation = self.store.generation
+        stale = slots[~self._indexed(slots)]
+        if stale.size == 0:
+            return
+        folded, folded_group = self.store.gather("seen", stale)
+        unfolded, unfolded_group = self.store.gather("labels", stale)
+        slot = stale[np.r_[folded_group, unfolded_group]]
+        keys = transaction_keys(slot, np.r_[folded[:, SEEN_TRANSACTION_HASH], unfolded[:, LABEL_TRANSACTION_HASH]])
+        values = np.r_[folded[:, SEEN_TIME], np.full(len(unfolded), UNFOLDED)]
+        order = np.lexsort((values, keys))  # the latest entry of a transaction (UNFOLDED last) stands
+        last = order[np.append(keys[order][1:] != keys[order][:-1], True)] if keys.size else order
+        self._index.put(keys[last], values[last], slot[last], generation[slot[last]])
+        self._indexed_generation[stale] = generation[stale]
+
+    def _indexed(self, slots: np.ndarray) -> np.ndarray:
+        """Whether the duplicate index describes each slot's current tables."""
+        generation = self.store.generation
+        if self._indexed_generation.size < generation.size:
+            grown = np.full(generation.size, -1, dtype=np.int64)
+            grown[: self._indexed_generation.size] = self._indexed_generation
+            self._indexed_generation = grown
+        return self._indexed_generation[slots] == generation[slots]
+
+    def _index_live(self, slot: np.ndarray, generation: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Index entries worth keeping: of the slot's current generation, and still retained."""
+        store = self.store
+        return (generation == store.generation[slot]) & (
+            value > store.scalars["watermark_us"][slot] - self._dedup_horizon_us())
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
@@ -241,16 +261,13 @@ class MerchantFeatures:
         # Folded legitimate labels still retained keep deduplicating (table seen); the others are forgotten.
         remember = fold & (labels[:, LABEL_IS_FRAUD] == 0) & (
             labels[:, LABEL_TIME] > watermark[labels_group] - self._dedup_horizon_us())
-        for group, transaction, labeled_at, kept in zip(
-                labels_group[fold].tolist(), labels[fold, LABEL_TRANSACTION_HASH].tolist(),
-                labels[fold, LABEL_TIME].tolist(), remember[fold].tolist(), strict=True):
-            known = self._seen_index.get(int(slots[group]))
-            if known is None:
-                continue
-            if kept:
-                known[1][transaction] = labeled_at
-            else:
-                known[1].pop(transaction, None)
+        folded_slot = slots[labels_group[fold]]
+        indexed = self._indexed(folded_slot)
+        if indexed.any():  # slots not indexed yet are rebuilt from their tables when labels next arrive
+            rows = np.flatnonzero(fold)[indexed]
+            self._index.put(transaction_keys(folded_slot[indexed], labels[rows, LABEL_TRANSACTION_HASH]),
+                            np.where(remember[rows], labels[rows, LABEL_TIME], ABSENT), folded_slot[indexed],
+                            self.store.generation[folded_slot[indexed]])
         if remember.any():
             self._remember(slots, watermark, labels[remember][:, [LABEL_TIME, LABEL_TRANSACTION_HASH]],
                            labels_group[remember])
@@ -272,12 +289,6 @@ class MerchantFeatures:
             old, old_group = table.gather(slots[full_slots])
             self.work["seen_rows_rewritten"] += len(old)
             live = old[:, SEEN_TIME] > watermark[full_slots][old_group] - self._dedup_horizon_us()
-            for position, transaction, labeled_at in zip(old_group[~live].tolist(),
-                                                         old[~live, SEEN_TRANSACTION_HASH].tolist(),
-                                                         old[~live, SEEN_TIME].tolist(), strict=True):
-                known = self._seen_index.get(int(slots[full_slots[position]]))
-                if known is not None and known[1].get(transaction) == labeled_at:
-                    del known[1][transaction]
             kept = np.bincount(old_group[live], minlength=full_slots.size)
             table.scatter(slots[full_slots], old[live], old_group[live], reserve=2 * (kept + added[full]))
         table.append(slots, rows, group)
