@@ -63,7 +63,7 @@ from fraudstream.simulate.backfill import (
     to_microseconds,
     transactions_table,
 )
-from fraudstream.simulate.normal import LEGITIMATE, Columns, plan_surprises, take_columns
+from fraudstream.simulate.normal import LEGITIMATE, Columns, concat_columns, plan_surprises, take_columns
 from fraudstream.simulate.population import Population, build_population, labelled_ids_of
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
 from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
@@ -82,7 +82,7 @@ HACKER_FRAUD_SHARE = 0.3
 CHUNK_DAYS = 7
 WEEK_US = CHUNK_DAYS * MICROS_PER_DAY
 #: Events simulated at once at most (about): a bigger population's week is split into windows.
-WINDOW_ROWS = 1_000_000
+WINDOW_ROWS = 500_000
 #: Events encoded at once and handed to the sender.
 CHUNK_ROWS = 50_000
 #: The Kafka client's local queue (kilobytes): about five seconds of traffic at 50,000 events/s.
@@ -236,6 +236,18 @@ class TrafficSource:
                     columns = take_columns(columns, np.flatnonzero(fraud if self.mode is Mode.hacker else ~fraud))
                 yield start, end, columns
             week += 1
+
+    def take_events(self, count: int) -> Columns:
+        """The next ``count`` simulated events as columns, not encoded (benches feed them to the feature
+        core); the rest of the last window simulated is dropped."""
+        parts: list[Columns] = []
+        while sum(len(part["time_us"]) for part in parts) < count:
+            if self._peeked is not None:
+                window, self._peeked = self._peeked, None
+            else:
+                window = next(self._window_iterator())
+            parts.append(window[2])
+        return {name: values[:count] for name, values in concat_columns(parts).items()}
 
     def _encoded_chunks(self) -> Iterator[Chunk]:
         """Windows cut into chunks of at most ``CHUNK_ROWS`` rows, numbered in order."""

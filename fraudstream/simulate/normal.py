@@ -185,7 +185,8 @@ def normal_traffic(population: Population, surprises: Surprises, rng: np.random.
     span_us = block_end_us - block_start_us
     days = max(1, int(np.ceil(span_us / MICROS_PER_DAY)))
     counts = rng.poisson(population.transactions_per_day * span_us / MICROS_PER_DAY)
-    accounts = np.repeat(np.arange(population.accounts), counts)
+    active = np.flatnonzero(counts)
+    accounts = np.repeat(active, counts[active])
     size = len(accounts)
 
     # When: weekly seasonality picks the day, the account's active hours (local time) pick the hour.
