@@ -269,9 +269,10 @@ class LocalEngine:
         """Note the model in the metrics and the summary, with the order the database stores its features in."""
         scorer = self.models.scorer
         self.metrics.set_model(scorer.model_version)
-        self.summary.model_versions.append(scorer.model_version)
+        if scorer.model_version not in self.summary.model_versions[-1:]:  # not again for a shadow switch
+            self.summary.model_versions.append(scorer.model_version)
         return ModelChoice(scorer, self.database.run(lambda connection: writer.feature_order(
-            connection, scorer.model_version, scorer.feature_names)))
+            connection, scorer.model_version, scorer.feature_names)), self.models.shadow)
 
     # --- partition ownership -------------------------------------------------------------------------
 
@@ -362,7 +363,7 @@ class LocalEngine:
         if len(messages) < len(polled):
             self._log_errors(polled)
         batch = Batch.from_messages(self.topic, messages, list(self.states), started)
-        # 2. Reload the model at this boundary if another version was promoted.
+        # 2. Reload the model at this boundary if another version was promoted (or put in shadow).
         if self.models.refresh():
             self._collect()  # the committer thread's connection is free again
             self._model = self._register_model()
