@@ -8,7 +8,7 @@ DEMO_SECONDS ?= 60
 # until Ctrl-C
 DEMO_ARGS ?=
 
-.PHONY: demo test setup system-deps services audit lint bench down clean dashboards docker docker-images compose-env test-docker
+.PHONY: demo test setup system-deps services audit lint bench bench-report down clean dashboards docker docker-images compose-env test-docker
 
 demo: setup services
 	$(FS) demo --duration $(DEMO_SECONDS) $(DEMO_ARGS)
@@ -54,8 +54,18 @@ lint: setup
 	$(VENV)/bin/ruff check fraudstream tests bench
 	$(VENV)/bin/lint-imports
 
+# Every bench/bench_*.py at its default sizes (not part of `make test`), then docs/benchmarks.md from the results.
+# A subset: `make bench BENCHES="bench/bench_decode.py bench/bench_spark.py"`; extra flags for each: BENCH_ARGS.
+BENCHES ?= $(wildcard bench/bench_*.py)
+BENCH_ARGS ?=
+
 bench: setup services
-	@for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done
+	@for script in $(BENCHES); do echo "== $$script"; $(VENV)/bin/python $$script $(BENCH_ARGS) || exit 1; done
+	$(MAKE) bench-report
+
+# docs/benchmarks.md from the newest table of each bench in bench/results/ (each states machine, load, commit).
+bench-report:
+	$(VENV)/bin/python bench/_report.py
 
 down:
 	$(FS) services down

@@ -9,11 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudstream.batch.step import Records
 from fraudstream.config import Settings
 
 log = logging.getLogger(__name__)
@@ -204,17 +202,6 @@ def produce(producer_: Producer, topic: str, value: bytes | None, key: bytes | N
             return
         except BufferError:
             producer_.poll(0.05)
-
-
-def records(topic: str, messages: list[Message]) -> Records:
-    """Consumed messages of one topic as the batch step's columns; one C-level pass per column. Timestamps
-    are the producer's send time: the latency origin that holds under a simulated event-time clock too."""
-    produced_ms = np.fromiter((timestamp for _, timestamp in map(Message.timestamp, messages)), np.int64,
-                              len(messages))
-    return Records(topic, list(map(Message.value, messages)),
-                   np.fromiter(map(Message.partition, messages), np.int32, len(messages)),
-                   np.fromiter(map(Message.offset, messages), np.int64, len(messages)), produced_ms * 1000,
-                   keys=lambda: list(map(Message.key, messages)))
 
 
 def publish_dead_letters(

@@ -23,6 +23,7 @@ from confluent_kafka import TopicPartition
 from fraudstream import kafka
 from fraudstream.batch import Records
 from fraudstream.config import Settings
+from fraudstream.engines.consumed import as_records
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class LabelFeed:
             self.catch_up = {}
         if not messages:
             return self.no_labels
-        return kafka.records(self.topic, messages)
+        return as_records(self.topic, messages)
 
     def _consume(self, timeout_s: float) -> list:
         messages = [m for m in self.consumer.consume(MAX_LABELS_PER_BATCH, timeout_s) if m.error() is None]

@@ -66,6 +66,7 @@ from fraudstream import kafka
 from fraudstream.batch import BatchOutput, BatchStep, ModelChoice, Records
 from fraudstream.batch.sink import SinkWrite, Snapshot, Written
 from fraudstream.config import Settings
+from fraudstream.engines.consumed import as_records
 from fraudstream.engines.exceptions import BatchAbandoned, MetricsPortUnavailable, OffsetRegression
 from fraudstream.engines.labels import LabelFeed
 from fraudstream.engines.models import ModelHolder
@@ -158,7 +159,7 @@ class Batch:
         keep = np.isin(partitions, owned)
         if not keep.all():
             messages = [message for message, kept in zip(messages, keep.tolist(), strict=True) if kept]
-        return cls(kafka.records(topic, messages), ingested_at_us=time.time_ns() // 1000, started=started)
+        return cls(as_records(topic, messages), ingested_at_us=time.time_ns() // 1000, started=started)
 
 
 class OwnedStates:

@@ -177,7 +177,7 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
     port = free_port()
     processor = run.start("member", "--metrics-port", str(port))
     try:
-        run.wait_for_log("member", "partition assigned", 1, processor)
+        run.wait_until_assigned(processor, metrics_port=port)
         started = threading.Event()
         producer = threading.Thread(target=publish_paced, daemon=True, args=(
             run.settings, events.assign(transaction_id=prefix + events["transaction_id"]), RATE, started))
