@@ -198,6 +198,8 @@ def score_table(run: BenchRun, runs: list[dict[str, dict[str, float]]], version:
                      format_spread(spread(rate(f, "seconds") for f in same))])
     totals = [figures["score command, total"] for figures in runs]
     per_cpu = spread(rate(total, "cpu_seconds") for total in totals)
+    run.target("fraudstream score, events per CPU-second", per_cpu["median"], TARGET_EVENTS_PER_CPU_SECOND,
+               TARGET_EVENTS_PER_CPU_SECOND)
     run.table(f"fraudstream score, {runs[0]['read history']['rows']:,} events",
               ["stage", "CPU s", "wall s", "events per CPU-second", "events/s (wall)"], rows,
               note=f"median (min-max) of {len(runs)} runs; target >= {TARGET_EVENTS_PER_CPU_SECOND:,} events per "
@@ -217,6 +219,8 @@ def train_table(run: BenchRun, train_figures: dict[str, object], days: int) -> N
             *([f"  {name}", f"{seconds:.1f} s"] for name, seconds in stages.items()),
             ["average precision (test)", f"{train_figures['average_precision']:.4f}"]]
     run.table(f"train --from-db over {days} stored days (one run)", ["what", "value"], rows)
+    run.target(f"train --from-db over {days} days, wall", float(train_figures["train_from_db_seconds"]),
+               TARGET_TRAIN_SECONDS, TARGET_TRAIN_SECONDS, " s", "lower")
 
 
 if __name__ == "__main__":
