@@ -19,11 +19,12 @@ from fraudstream.model.exceptions import ImportFormatError, ModelError
 from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.registry import Registry
 from fraudstream.model.report import metrics_grid, metrics_table, summary_table
-from fraudstream.model.split import SplitConfig, check_split
+from fraudstream.model.split import SplitConfig, check_simulated_days, check_split
 from fraudstream.model.train import TrainConfig
+from fraudstream.store.model_events import ModelEvent, log_model_event
 from fraudstream.training import DatabaseSource, build
 
-model_app = typer.Typer(help="List, inspect and promote trained models.", no_args_is_help=True)
+model_app = typer.Typer(help="List, inspect, promote and roll back trained models.", no_args_is_help=True)
 
 _STAGES = {
     "simulate": "simulating history (hours)",
@@ -72,7 +73,8 @@ def train(
         typer.Option("--input", help="History directory, or a CSV/Parquet labeled history (docs/import-format.md)."),
     ] = None,
     from_db: Annotated[bool, typer.Option("--from-db", help="Train on the transactions and labels tables.")] = False,
-    days: Annotated[int, typer.Option("--days", min=14, help="Days to simulate when no --input is given.")] = 30,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days to simulate when no --input is given (at least "
+                                      "what the split needs: 15 with the default one).")] = 30,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new version to production.")] = False,
     partitions: Annotated[
         int | None,
@@ -129,6 +131,8 @@ def train(
                                 test_days=test_days, train_days=train_days, train_start_us=_utc_us(train_start),
                                 train_end_us=_utc_us(train_end))
             check_split(split)
+            if input_path is None and not from_db:
+                check_simulated_days(days, split)
             config = TrainConfig(split=split, partitions=partitions or settings.transactions_partitions,
                                  **({"features": features.config, "feature_config_version": features.version}
                                     if features is not None else {}))
@@ -232,11 +236,34 @@ def show(version: Annotated[str, typer.Argument(help="Version, e.g. v0001.")]) -
 @model_app.command("promote")
 def promote_version(version: Annotated[str, typer.Argument(help="Version to serve, e.g. v0001.")]) -> None:
     """Make a version the production model; running engines switch at their next batch."""
+    settings = get_settings()
+    registry = Registry(settings.models_dir)
+    before = registry.production_version()
     try:
-        Registry(get_settings().models_dir).promote(version)
+        registry.promote(version)
     except ModelError as error:
         raise fail(str(error)) from None
     console.print(f"production model is now [bold]{version}[/]")
+    _record(ModelEvent("promote", "promoted", before, version, reasons=("promoted by hand",)))
+
+
+@model_app.command("rollback")
+def rollback() -> None:
+    """Return production to the version promoted before the current one; running engines switch at their
+    next batch. Repeat to go further back."""
+    try:
+        current, previous = Registry(get_settings().models_dir).rollback()
+    except ModelError as error:
+        raise fail(str(error)) from None
+    console.print(f"production model is now [bold]{previous}[/] (rolled back from {current})")
+    _record(ModelEvent("rollback", "rolled_back", current, previous, reasons=("rolled back by hand",)))
+
+
+def _record(event: ModelEvent) -> None:
+    """A line in model_events; a warning (not a failure) when the database cannot take it."""
+    warning = log_model_event(get_settings().database_url, event)
+    if warning is not None:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 @model_app.command("default")

@@ -48,6 +48,9 @@ class LabeledHistory:
     matured_until_us: int | None = None
     #: Where the history came from (file, simulation, database and label maturity), for the manifest.
     source: dict[str, object] = field(default_factory=dict)
+    #: The event-time window ``[start, end)`` the history covers, when its producer knows it (a simulation
+    #: of whole days); None: from its first to just after its last transaction. The split is laid on it.
+    span_us: tuple[int, int] | None = None
 
     def targets(self) -> np.ndarray:
         """is_fraud per transaction (a transaction without a label counts as legitimate)."""
@@ -87,7 +90,8 @@ def load_history(path: Path, label_delay_days: float = 7.0, labeled: bool = True
     path = Path(path)
     if path.is_dir():
         history = read_history(path)
-        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)})
+        span = (history.start_us, history.end_us) if history.end_us > history.start_us else None
+        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)}, span_us=span)
     return replace(import_labeled(path, label_delay_days, labeled), source={"file": str(path)})
 
 

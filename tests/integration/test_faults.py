@@ -50,7 +50,9 @@ from fraudstream.store.schema import migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-EVENTS = 40_000
+#: The issue's table asks for 100k events at 5k/s (the README's Reliability figures come from such a run);
+#: FRAUDSTREAM_FAULT_EVENTS sets another count.
+EVENTS = int(os.environ.get("FRAUDSTREAM_FAULT_EVENTS", "100000"))
 RATE = 5_000
 #: How long into the stream the fault is injected (rows are being written by then).
 FAULT_AFTER_S = 2.0
@@ -173,7 +175,7 @@ def ride_out(settings: Settings, events: pd.DataFrame, clean: pd.DataFrame, logs
     port = free_port()
     processor = run.start("member", "--metrics-port", str(port))
     try:
-        run.wait_for_log("member", "partition assigned", 1, processor)
+        run.wait_until_assigned(processor, metrics_port=port)
         started = threading.Event()
         producer = threading.Thread(target=publish_paced, daemon=True, args=(
             run.settings, events.assign(transaction_id=prefix + events["transaction_id"]), RATE, started))
