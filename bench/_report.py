@@ -186,6 +186,7 @@ class BenchRun:
     def __post_init__(self) -> None:
         self._load = LoadSampler()
         self._began = time.perf_counter()
+        self._commit = commit()  # the code that runs: read at the start, not after a checkout during the run
 
     def __enter__(self) -> BenchRun:
         self._load.start()
@@ -214,7 +215,7 @@ class BenchRun:
     def context(self, load: dict[str, float]) -> dict[str, object]:
         return {"bench": self.bench, "date": self.started.isoformat(timespec="seconds"),
                 "wall_s": round(time.perf_counter() - self._began, 1), "machine": machine(), "load_average": load,
-                **commit(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+                **self._commit, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
     def markdown(self, context: dict[str, object]) -> str:
         host, load = context["machine"], context["load_average"]
