@@ -82,10 +82,12 @@ class OnePartition:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model scoring a batch (picked at its boundary) and the order the database stores its features in."""
+    """The model scoring a batch (picked at its boundary) and the order the database stores its features in;
+    ``shadow``: a challenger scored beside it, whose probability is stored but decides and alerts nothing."""
 
     scorer: Scorer
     feature_columns: Sequence[str]
+    shadow: Scorer | None = None
 
 
 @dataclass
@@ -175,6 +177,9 @@ class BatchStep:
         if transactions.empty:
             return build.no_rows()
         scorer = model.scorer
+        shadow = None if model.shadow is None else (model.shadow.probability_rows(features),
+                                                    model.shadow.model_version)
         return build.scored_rows(transactions, features, scorer.score_rows(features),
                                  model_version=scorer.model_version, engine=self.engine,
-                                 scored_at_us=time.time_ns() // 1000, feature_columns=model.feature_columns)
+                                 scored_at_us=time.time_ns() // 1000, feature_columns=model.feature_columns,
+                                 shadow=shadow)

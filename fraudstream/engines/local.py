@@ -82,6 +82,9 @@ from fraudstream.store import writer
 log = logging.getLogger(__name__)
 
 ENGINE = "local"
+#: How long closing waits for unacknowledged alerts and dead letters during a broker outage (they belong to
+#: batches whose partitions are replayed).
+STOP_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -269,9 +272,10 @@ class LocalEngine:
         """Note the model in the metrics and the summary, with the order the database stores its features in."""
         scorer = self.models.scorer
         self.metrics.set_model(scorer.model_version)
-        self.summary.model_versions.append(scorer.model_version)
+        if scorer.model_version not in self.summary.model_versions[-1:]:  # not again for a shadow switch
+            self.summary.model_versions.append(scorer.model_version)
         return ModelChoice(scorer, self.database.run(lambda connection: writer.feature_order(
-            connection, scorer.model_version, scorer.feature_names)))
+            connection, scorer.model_version, scorer.feature_names)), self.models.shadow)
 
     # --- partition ownership -------------------------------------------------------------------------
 
@@ -294,6 +298,8 @@ class LocalEngine:
         """Every owned partition back to its checkpoint in the database, after the database connection was
         lost: a commit it acknowledged may have been lost in a crash, and the batches in flight were not
         committed. Like a reassignment: restore the snapshot, replay from it (replays write nothing)."""
+        if self.stopping:  # the process ends: the partitions' next owner starts from the checkpoints anyway
+            return
         self._rewind_pending = self.database.reconnected = False
         for partition, previous in list(self.states.items()):
             state, features = self._restore(partition)
@@ -362,7 +368,7 @@ class LocalEngine:
         if len(messages) < len(polled):
             self._log_errors(polled)
         batch = Batch.from_messages(self.topic, messages, list(self.states), started)
-        # 2. Reload the model at this boundary if another version was promoted.
+        # 2. Reload the model at this boundary if another version was promoted (or put in shadow).
         if self.models.refresh():
             self._collect()  # the committer thread's connection is free again
             self._model = self._register_model()
@@ -602,14 +608,16 @@ class LocalEngine:
         self.stopping = True
 
     def close(self) -> None:
-        """Finish the batch in flight (its failure propagates), then release every client."""
+        """Finish the batch in flight (its failure propagates), then release every client. Stopping during a
+        broker outage takes seconds, not the outage's length: the batch in flight is abandoned (it commits
+        nothing; the partitions' next owner replays it) and unacknowledged messages are not waited for."""
         try:
             self._collect()
         finally:
             self._committer.shutdown()
             self.consumer.close()
             self.labels.close()
-            self.sink.close()
+            self.sink.close(STOP_FLUSH_S if self.kafka_outage.down else 10.0)
             self.database.close()
 
 

@@ -141,7 +141,8 @@ def train_model(
     accounts = history.transactions["account_id"].to_numpy(dtype=object)
     known = history.known_mask()
     masks = {part: mask & known
-             for part, mask in split_masks(event_time, config.split, history.matured_until_us).items()}
+             for part, mask in split_masks(event_time, config.split, history.matured_until_us,
+                                                     history.span_us).items()}
     for part, mask in masks.items():
         if target[mask].sum() == 0:
             raise NotEnoughData(f"no fraud in the {part} period: simulate or import more days")
