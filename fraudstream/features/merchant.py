@@ -167,9 +167,9 @@ class MerchantFeatures:
         return (generation == store.generation[slot]) & (
             value > store.scalars["watermark_us"][slot] - self._dedup_horizon_us())
 
-    def nbytes(self) -> int:
-        """Bytes of the merchant state: the store's live rows plus the duplicate index derived from them."""
-        return self.store.nbytes() + self._index.nbytes()
+    def derived_nbytes(self) -> int:
+        """Bytes of the duplicate index (derived from the store, rebuilt after a restore: not in snapshots)."""
+        return self._index.nbytes()
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""

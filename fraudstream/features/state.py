@@ -214,7 +214,7 @@ class FeatureState:
             accounts=len(self.accounts.store),
             merchants=len(self.merchants.store),
             account_bytes=self.accounts.store.nbytes(),
-            merchant_bytes=self.merchants.nbytes(),
+            merchant_bytes=self.merchants.store.nbytes(),
             late_events=self.clock.late_events,
             evicted_accounts=self.clock.evicted_accounts,
             evicted_merchants=self.clock.evicted_merchants,
