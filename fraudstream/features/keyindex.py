@@ -1,8 +1,9 @@
 """A vectorized int64 -> int64 map for lookups by the batch: sorted arrays searched with np.searchsorted.
 
-New keys go to a small sorted level that is merged into the main level once it holds a quarter as many
-entries, so a batch of b keys costs O(b log n) plus O(1) amortized per key written, with no Python loop per
-key. Each entry also carries an owner (a store slot) and that owner's generation: entries of an older
+New keys arrive as a sorted run that is merged with the smallest levels while they are not much larger
+(the logarithmic method), so levels shrink geometrically: a batch of b keys costs O(b log n) to look up
+and O(log n) amortized per key written, never a re-sort of what is stored, and no Python loop per key.
+Each entry also carries an owner (a store slot) and that owner's generation: entries of an older
 generation count as absent, and a merge drops them together with those the caller's ``live`` test refuses.
 """
 
@@ -14,9 +15,8 @@ import numpy as np
 
 #: An entry with this value is absent (smaller than any time a caller compares with).
 ABSENT = np.iinfo(np.int64).min
-#: Merge the small level into the main one when it holds this share of the main one's entries.
-MERGE_SHARE = 4
-MIN_MERGE_ENTRIES = 1024
+#: A run is merged into the smallest level while that level holds at most this many times its entries.
+MERGE_RATIO = 2
 
 #: live(owner, generation, value) -> which entries to keep at a merge (a boolean array).
 Live = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -27,11 +27,11 @@ def _empty() -> dict[str, np.ndarray]:
 
 
 class KeyIndex:
-    """Entries (key, value, owner, generation), two sorted levels, keys unique across both."""
+    """Entries (key, value, owner, generation) in sorted levels, each key in one level only."""
 
     def __init__(self, live: Live) -> None:
         self.live = live
-        self.levels = [_empty(), _empty()]  # main, recent
+        self.levels: list[dict[str, np.ndarray]] = []  # sorted by key each, largest first
 
     def __len__(self) -> int:
         return sum(level["key"].size for level in self.levels)
@@ -65,21 +65,20 @@ class KeyIndex:
             fresh &= ~hit
         if not fresh.any():
             return
-        recent = self.levels[1]
-        added = {"key": keys[fresh], "value": values[fresh], "owner": owner[fresh], "generation": generation[fresh]}
-        merged = {name: np.concatenate((recent[name], added[name])) for name in recent}
-        order = np.argsort(merged["key"], kind="stable")
-        self.levels[1] = {name: column[order] for name, column in merged.items()}
-        if self.levels[1]["key"].size * MERGE_SHARE > max(self.levels[0]["key"].size, MIN_MERGE_ENTRIES):
-            self._merge()
+        order = np.argsort(keys[fresh], kind="stable")
+        run = {name: column[fresh][order] for name, column in
+               (("key", keys), ("value", values), ("owner", owner), ("generation", generation))}
+        while self.levels and self.levels[-1]["key"].size <= MERGE_RATIO * run["key"].size:
+            run = self._merge(self.levels.pop(), run)
+        self.levels.append(run)
 
-    def _merge(self) -> None:
-        """One sorted level again, without the entries that are no longer live."""
-        merged = {name: np.concatenate([level[name] for level in self.levels]) for name in self.levels[0]}
+    def _merge(self, *levels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One sorted level of these, without the entries that are no longer live."""
+        merged = {name: np.concatenate([level[name] for level in levels]) for name in levels[0]}
         keep = (merged["value"] != ABSENT) & self.live(merged["owner"], merged["generation"], merged["value"])
         kept = np.flatnonzero(keep)
         order = kept[np.argsort(merged["key"][kept], kind="stable")]
-        self.levels = [{name: column[order] for name, column in merged.items()}, _empty()]
+        return {name: column[order] for name, column in merged.items()}
 
     def nbytes(self) -> int:
         return sum(column.nbytes for level in self.levels for column in level.values())

@@ -167,6 +167,10 @@ class MerchantFeatures:
         return (generation == store.generation[slot]) & (
             value > store.scalars["watermark_us"][slot] - self._dedup_horizon_us())
 
+    def derived_nbytes(self) -> int:
+        """Bytes of the duplicate index (derived from the store, rebuilt after a restore: not in snapshots)."""
+        return self._index.nbytes()
+
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
         columns = col.batch_columns(batch, ("event_time_us", "merchant_id"))
