@@ -63,7 +63,14 @@ from fraudstream.simulate.backfill import (
     to_microseconds,
     transactions_table,
 )
-from fraudstream.simulate.normal import LEGITIMATE, Columns, concat_columns, plan_surprises, take_columns
+from fraudstream.simulate.normal import (
+    LEGITIMATE,
+    Columns,
+    concat_columns,
+    empty_columns,
+    plan_surprises,
+    take_columns,
+)
 from fraudstream.simulate.population import Population, build_population, labelled_ids_of
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
 from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
@@ -202,7 +209,8 @@ class TrafficSource:
         self.sent_numbers = 0
         week_events = float(self.population.transactions_per_day.sum(dtype=np.float64)) * CHUNK_DAYS / (
             1.0 - self.fraud_share)
-        self.windows_per_week = max(1, math.ceil(week_events / WINDOW_ROWS))
+        # Whole days (7 a week) or hours: a window of a fractional number of days would fold a day's rhythm.
+        self.windows_per_week = 1 if week_events <= WINDOW_ROWS else 7 * math.ceil(week_events / WINDOW_ROWS / 7)
         self._windows: Iterator[tuple[int, int, Columns]] | None = None
         self._peeked: tuple[int, int, Columns] | None = None
 
@@ -222,6 +230,7 @@ class TrafficSource:
         """(start, end, this mode's columns) of each window in order; one generator per week plans the
         week's surprises and then simulates its windows one after another."""
         week = 0
+        carried = empty_columns()
         while True:
             rng = np.random.default_rng([self.seed, 3, week])
             begin = self.start_us + week * WEEK_US
@@ -234,6 +243,8 @@ class TrafficSource:
                 if self.mode is not Mode.all:
                     fraud = columns["scenario"] != LEGITIMATE
                     columns = take_columns(columns, np.flatnonzero(fraud if self.mode is Mode.hacker else ~fraud))
+                if self.windows_per_week > 1:
+                    columns, carried = _carry_over(carried, columns, end)
                 yield start, end, columns
             week += 1
 
@@ -279,6 +290,17 @@ class TrafficSource:
                      table.column("account_id").cast(pa.string()).cast(pa.binary()).to_pylist(),
                      columns["account"].copy(), columns["merchant"].copy(), columns["scenario"].copy(),
                      columns["time_us"].astype(np.int64), first, self.id_prefix)
+
+
+def _carry_over(carried: Columns, columns: Columns, end_us: int) -> tuple[Columns, Columns]:
+    """A window's rows merged with those carried from earlier windows, split at the window's end:
+    (rows to send now, in time order; rows after the end, for the next windows). A fraud incident that
+    starts near the end of a short window continues in the next ones instead of arriving early."""
+    merged = concat_columns([carried, columns])
+    merged = take_columns(merged, np.argsort(merged["time_us"], kind="stable"))
+    now = int(np.searchsorted(merged["time_us"], end_us, side="left"))
+    return ({name: values[:now] for name, values in merged.items()},
+            {name: values[now:] for name, values in merged.items()})
 
 
 def accounts_for_rate(rate: float, seed: int = 7, merchants: int = 2_000) -> int:
