@@ -92,6 +92,12 @@ class DriftWindow:
         self._recent: deque[list[np.ndarray]] = deque(maxlen=batches)
         self._totals = [np.zeros(len(h.shares)) for h in (*self.histograms, self.score_histogram)]
 
+    @classmethod
+    def for_manifest(cls, manifest: Mapping[str, Any], feature_names: Sequence[str]) -> DriftWindow | None:
+        """The window for a model's manifest; None for a model trained before references were stored."""
+        reference = manifest.get("drift_reference")
+        return None if reference is None else cls(reference, feature_names)
+
     def observe(self, matrix: np.ndarray, score: np.ndarray) -> None:
         """One batch: ``matrix`` (rows, feature_names) and the model's probabilities."""
         if matrix.shape[0] == 0:
