@@ -285,7 +285,7 @@ class LocalEngine:
 
     def _export_drift(self, now: float) -> None:
         """PSI per feature and of the score to Prometheus every DRIFT_EXPORT_S; a line when the set of drifted
-        ones changes (above DEFAULT_THRESHOLD)."""
+        ones changes (above DEFAULT_THRESHOLD), and then the model is marked for retraining in the registry."""
         drift = self._model.drift
         if drift is None or now - self._drift_at < DRIFT_EXPORT_S:
             return
@@ -296,9 +296,14 @@ class LocalEngine:
         if set(over) != self._drifted:
             self._drifted = set(over)
             if over:
-                log.warning("drift above threshold model_version=%s threshold=%g psi=%s",
-                            self._model.scorer.model_version, DEFAULT_THRESHOLD,
-                            {name: round(value, 3) for name, value in sorted(over.items())})
+                version = self._model.scorer.model_version
+                shown = {name: round(value, 3) for name, value in sorted(over.items())}
+                log.warning("drift above threshold model_version=%s threshold=%g psi=%s", version, DEFAULT_THRESHOLD,
+                            shown)
+                try:  # the scheduled retrain (fraudstream retrain --every) runs early
+                    self.models.registry.request_retrain(version, f"drift above PSI {DEFAULT_THRESHOLD:g}: {shown}")
+                except OSError as error:
+                    log.warning("retraining not requested reason=%r", str(error))
             else:
                 log.info("drift back below threshold model_version=%s", self._model.scorer.model_version)
 
