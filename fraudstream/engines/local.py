@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 ENGINE = "local"
 #: How often the drift (PSI per feature and of the score) goes to Prometheus.
 DRIFT_EXPORT_S = 15.0
+#: How long closing waits for unacknowledged alerts and dead letters during a broker outage (they belong to
+#: batches whose partitions are replayed).
+STOP_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,8 @@ class LocalEngine:
         """Every owned partition back to its checkpoint in the database, after the database connection was
         lost: a commit it acknowledged may have been lost in a crash, and the batches in flight were not
         committed. Like a reassignment: restore the snapshot, replay from it (replays write nothing)."""
+        if self.stopping:  # the process ends: the partitions' next owner starts from the checkpoints anyway
+            return
         self._rewind_pending = self.database.reconnected = False
         for partition, previous in list(self.states.items()):
             state, features = self._restore(partition)
@@ -637,14 +642,16 @@ class LocalEngine:
         self.stopping = True
 
     def close(self) -> None:
-        """Finish the batch in flight (its failure propagates), then release every client."""
+        """Finish the batch in flight (its failure propagates), then release every client. Stopping during a
+        broker outage takes seconds, not the outage's length: the batch in flight is abandoned (it commits
+        nothing; the partitions' next owner replays it) and unacknowledged messages are not waited for."""
         try:
             self._collect()
         finally:
             self._committer.shutdown()
             self.consumer.close()
             self.labels.close()
-            self.sink.close()
+            self.sink.close(STOP_FLUSH_S if self.kafka_outage.down else 10.0)
             self.database.close()
 
 

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from fraudstream.config import Settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.engines.feed import publish_frame
 from fraudstream.model.signing import SIGNING_KEY_FILE
-from fraudstream.probes import scrape  # noqa: F401 - the tests import it from here
+from fraudstream.probes import scrape, wait_until_assigned  # noqa: F401 - the tests import scrape from here
 from fraudstream.progress import NoProgress, wait_for_count
 from fraudstream.simulate.backfill import simulate_history
 
@@ -47,14 +46,13 @@ class EngineRun:
     def log_text(self, instance_id: str) -> str:
         return (self.logs / f"{instance_id}.log").read_text()
 
-    def wait_for_log(self, instance_id: str, text: str, count: int, process: subprocess.Popen,
-                     timeout_s: float = 60) -> None:
-        """Until the instance's log holds ``text`` ``count`` times (e.g. the engine has started)."""
-        deadline = time.monotonic() + timeout_s
-        while self.log_text(instance_id).count(text) < count:
-            assert process.poll() is None, f"processor exited with {process.returncode}"
-            assert time.monotonic() < deadline, f"{instance_id} never logged {text!r} {count} times"
-            time.sleep(0.05)
+    def wait_until_assigned(self, process: subprocess.Popen, *, metrics_port: int | None = None,
+                            members: int = 1, timeout_s: float = 120) -> None:
+        """Until the group coordinator has given partitions to ``members`` members (and the engine on
+        ``metrics_port`` reports the partitions it took over): the readiness signal the demo waits on."""
+        wait_until_assigned(self.settings, self.group, members=members, timeout_s=timeout_s,
+                            metrics_ports=[metrics_port] if metrics_port else [],
+                            alive=lambda: process.poll() is None)
 
     def publish(self, frame: pd.DataFrame) -> None:
         producer = kafka.producer(self.settings)

@@ -32,7 +32,7 @@ def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, dat
     port = free_port()
     process = run.start("metrics", "--metrics-port", str(port))
     try:
-        run.wait_for_log("metrics", "partition assigned", 1, process)
+        run.wait_until_assigned(process, metrics_port=port)
         sent_at = time.time()
         events = stream(600, prefix)
         run.publish(events)

@@ -38,9 +38,8 @@ def test_second_member_takes_partitions_and_restores_their_state(
     first = shared.start("first", "--snapshot-interval-s", "0.5")
     shared.publish(labelled.iloc[:half])
     assert wait_for_rows(database, prefix, half, 300, (first,)) == half
-    shared.wait_for_log("first", "partition assigned", 6, first)
     second = shared.start("second", "--snapshot-interval-s", "0.5")
-    shared.wait_for_log("second", "partition assigned", 1, second)
+    shared.wait_until_assigned(second, members=2)
     shared.publish(labelled.iloc[half:])
     assert wait_for_rows(database, prefix, EVENTS, 300, (first, second)) == EVENTS
     assert stop(second) == 0 and stop(first) == 0

@@ -47,7 +47,7 @@ def scored_database(kafka_ready: Settings, scratch_url: str, tmp_path: Path) -> 
     labels["transaction_id"] = prefix + labels["transaction_id"]
     process = run.start("panels")
     try:
-        run.wait_for_log("panels", "partition assigned", 1, process)
+        run.wait_until_assigned(process)
         run.publish(frame)
         with psycopg.connect(scratch_url, autocommit=True) as connection:
             assert wait_for_rows(connection, prefix, EVENTS, 180, (process,)) == EVENTS

@@ -44,7 +44,7 @@ def test_every_health_query_returns_series_from_a_running_processor(kafka_ready:
     try:
         port = free_port()
         process = run.start("health", "--metrics-port", str(port))
-        run.wait_for_log("health", "partition assigned", 1, process)
+        run.wait_until_assigned(process, metrics_port=port)
         assert any(str(port) in path.read_text() for path in targets_dir(settings).glob("*.json"))
         prefix = f"health-{uuid.uuid4().hex[:8]}-"
         producer = kafka.producer(run.settings)

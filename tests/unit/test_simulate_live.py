@@ -13,6 +13,7 @@ from fraudstream.events import contract, fast_decode
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_history, to_microseconds
 from fraudstream.simulate.live import (
     Chunk,
+    Labels,
     LabelSchedule,
     Mode,
     SimulatedClock,
@@ -67,15 +68,26 @@ def test_labels_come_due_after_their_delay_fraud_sooner_than_legit() -> None:
     assert schedule.pending == len(rows)
     assert list(schedule.pop_due(1_004.9)) == []
     due = list(schedule.pop_due(1_010.0))
-    early = np.concatenate([group for _, group, _ in due])
+    early = np.concatenate([batch.numbers for batch in due]) - chunk.first_number
     assert (chunk.scenario_codes[early] != LEGITIMATE).all()
     assert len(early) == (chunk.scenario_codes != LEGITIMATE).sum()
-    due_s = np.concatenate([times for _, _, times in due])
+    assert all((batch.accounts == chunk.accounts[batch.numbers - chunk.first_number]).all() for batch in due)
+    due_s = np.concatenate([batch.due_s for batch in due])
     assert ((due_s >= 1_005.0) & (due_s <= 1_010.0)).all(), "each label keeps its exact due time (its labeled_at)"
     assert list(schedule.pop_due(1_029.9)) == []
-    rest = np.concatenate([group for _, group, _ in schedule.pop_due(None)])
+    rest = np.concatenate([batch.numbers for batch in schedule.pop_due(None)]) - chunk.first_number
     assert sorted(itertools.chain(early.tolist(), rest.tolist())) == rows.tolist()
     assert schedule.pending == 0
+
+
+def test_fraud_only_labels_skip_legitimate_transactions() -> None:
+    chunk = _first_chunk(Mode.all)
+    schedule = LabelSchedule(LabelDelays(), np.random.default_rng(1), labels=Labels.fraud_only)
+    schedule.add(chunk, np.arange(len(chunk.bodies)), now_s=np.zeros(len(chunk.bodies)))
+    fraud = np.flatnonzero(chunk.scenario_codes != LEGITIMATE)
+    assert 0 < schedule.pending == len(fraud)
+    sent = np.concatenate([batch.numbers for batch in schedule.pop_due(None)]) - chunk.first_number
+    assert sorted(sent.tolist()) == fraud.tolist()
 
 
 def test_a_histories_events_travel_with_exactly_their_values() -> None:
