@@ -103,6 +103,7 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     registry = Registry(settings.models_dir)
     champion = registry.production_version()
+    requested = registry.retrain_request()
     history = database_history(settings.database_url, DatabaseSource(config.maturity, as_of_us, config.history_days))
     as_of_us = parse_time_us(str(history.source["as_of"]))
     train_config = with_deployment(_feature_choice(registry, champion, config.train), settings)
@@ -124,6 +125,9 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
         if champion_window.get("end", "") >= windows["evaluation"]["start"]:
             reasons = (*reasons, f"note: the champion was trained up to {champion_window['end']}, inside the "
                                  "evaluation period, so its figures there are optimistic")
+    if requested is not None:
+        reasons = (f"run early: {requested.get('reason', 'retraining requested')}", *reasons)
+        registry.clear_retrain_request()
     if promote:
         registry.promote(challenger)
     else:
@@ -156,8 +160,11 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
 
 
 def record_failure(settings: Settings, config: RetrainConfig, error: Exception, as_of_us: int | None) -> str | None:
-    """A failed run is a model_events line too (what failed and what to fix); the warning if it cannot be written."""
-    production = Registry(settings.models_dir).production_version()
+    """A failed run is a model_events line too (what failed and what to fix); the warning if it cannot be written.
+    A retraining request it answered is dropped (the next scheduled run comes anyway, not a loop of failures)."""
+    registry = Registry(settings.models_dir)
+    registry.clear_retrain_request()
+    production = registry.production_version()
     return log_model_event(settings.database_url, ModelEvent(
         "retrain", "failed", production, production, None, (f"{type(error).__name__}: {error}",), as_of_us,
         actor=config.actor))
@@ -182,17 +189,21 @@ def newest_event_us(database_url: str) -> int | None:
 
 
 def due_times(settings: Settings, every_us: int, clock: str, start_us: int | None, poll_s: float,
-              sleep: Callable[[float], None] = time.sleep) -> Iterator[int | None]:
+              sleep: Callable[[float], None] = time.sleep,
+              monotonic: Callable[[], float] = time.monotonic) -> Iterator[int | None]:
     """When each run is due. Wall clock: now, then every interval (as_of: the newest stored event, None).
     Event time: ``start_us`` (default the newest stored event), then every interval of event time,
-    each yielded once the database holds a transaction at or past it."""
+    each yielded once the database holds a transaction at or past it. Either way a retraining request
+    (an engine saw drift on the production model, Registry.request_retrain) makes a run due at once."""
     if clock not in CLOCKS:
         raise ValueError(f"--clock must be one of {', '.join(CLOCKS)} (got {clock!r})")
+    registry = Registry(settings.models_dir)
     if clock == "wall":
         while True:
-            began = time.monotonic()
+            began = monotonic()
             yield None
-            sleep(max(0.0, every_us / 1e6 - (time.monotonic() - began)))
+            while (left := every_us / 1e6 - (monotonic() - began)) > 0 and registry.retrain_request() is None:
+                sleep(min(poll_s, left))
     due = start_us if start_us is not None else newest_event_us(settings.database_url)
     while due is None:  # an empty table: wait for traffic
         sleep(poll_s)
@@ -202,6 +213,8 @@ def due_times(settings: Settings, every_us: int, clock: str, start_us: int | Non
         if newest is not None and newest >= due:
             yield due
             due += every_us
+        elif newest is not None and registry.retrain_request() is not None:
+            yield newest
         else:
             sleep(poll_s)
 

@@ -15,6 +15,7 @@ from fraudstream.batch import BatchOutput, BatchStep, ModelChoice, OnePartition,
 from fraudstream.batch.scoring import Scorer
 from fraudstream.events.contract import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
 from fraudstream.features import FeatureState
+from fraudstream.model.drift import DriftWindow, drift_reference
 from fraudstream.simulate.backfill import simulate_history
 from fraudstream.testing.example_model import publish_example_model
 
@@ -151,3 +152,17 @@ def test_a_shadow_model_is_scored_beside_production_and_decides_nothing(model: M
     assert set(beside.rows["shadow_model_version"]) == {"v0001"}
     shadow_score = beside.rows["shadow_score"].to_numpy(dtype=float)
     assert np.isfinite(shadow_score).all() and not np.array_equal(shadow_score, alone.rows["score"].to_numpy())
+
+
+def test_the_batch_step_counts_live_features_and_scores_into_the_drift_window(model: ModelChoice, history) -> None:
+    scorer = model.scorer
+    rng = np.random.default_rng(3)
+    reference = drift_reference({"amount": rng.lognormal(3, 1, size=2_000)}, rng.uniform(size=2_000))
+    drift = DriftWindow(reference, scorer.feature_names)
+    assert np.isnan(drift.psi()["amount"])
+    step = BatchStep("test", future_tolerance_s=300)
+    step.run(records("tx", payloads(history[0].head(300))), records("labels", []),
+             OnePartition(FeatureState(scorer.feature_config)), ModelChoice(scorer, model.feature_columns, None, drift),
+             ingested_at_us=INGESTED_US)
+    psi = drift.psi()
+    assert set(psi) == {"amount", "score"} and np.isfinite(psi["amount"]) and np.isfinite(psi["score"])
