@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from _database import scratch_database
-from _report import BenchRun, format_spread, spread
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from psycopg import sql
 from rich.console import Console
 
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--labels", type=int, default=50_000)
     parser.add_argument("--tail-rows", type=int, default=10_000, help="Rows written after the last refresh.")
-    parser.add_argument("--repeat", type=int, default=5)
+    add_repeat_argument(parser, default=5)
     parser.add_argument("--raw-repeat", type=int, default=1, help="Runs of each raw scan (they take seconds).")
     parser.add_argument("--raw-timeout-s", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
