@@ -2,12 +2,12 @@
 the overview refresh (the 005 views against the same figures from raw rows), and 20 SSE clients against
 one shared query loop (rounds and database transactions counted).
 
-    .venv/bin/python bench/bench_console.py [--rows 10000000] [--repeats 5] [--clients 20] [--seconds 10]
+    .venv/bin/python bench/bench_console.py [--rows 10000000] [--repeat 5] [--clients 20] [--seconds 10]
 
 The table lives in a database of its own on the project's server (``fraudstream_bench_console``), filled
 once with ``--rows`` scored transactions over 30 days (2 % flagged, one label per ten transactions, written
 times spread like a live stream's) and kept for the next run (``--refill`` rebuilds it). Each time figure is
-the median (min-max) of ``--repeats`` runs of the function a page calls, measured in this process (server time,
+the median (min-max) of ``--repeat`` runs of the function a page calls, measured in this process (server time,
 no HTTP). Targets from issue 13: overview refresh <= 200 ms, queue page <= 150 ms.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from _report import BenchRun, format_spread, spread
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
@@ -263,7 +263,7 @@ def sse_figures(url: str, clients: int, seconds: float) -> dict[str, dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    add_repeat_argument(parser, default=5)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--refill", action="store_true", help="Drop and refill the bench database.")
@@ -272,18 +272,18 @@ def main() -> None:
     url = make_conninfo(get_settings().database_url, dbname=DATABASE)
     prepare(url, args.rows, args.refill, out)
     with BenchRun("bench_console", settings=vars(args)) as run:
-        timings = {**queue_figures(url, args.repeats), **overview_figures(url, args.repeats)}
+        timings = {**queue_figures(url, args.repeat), **overview_figures(url, args.repeat)}
         sse = sse_figures(url, args.clients, args.seconds)
 
         rows = [[name, format_spread(value.wall_ms, 1), format_spread(value.cpu_ms, 1)]
                 for name, value in timings.items()]
         run.table(f"console server time, {args.rows:,} transactions", ["what", "wall ms", "CPU ms (database + client)"],
-                  rows, note=f"median (min-max) of {args.repeats} calls each")
+                  rows, note=f"median (min-max) of {args.repeat} calls each")
         phases = list(sse)
         loop = [[name, *(f"{figures[name]:,.2f}" if isinstance(figures[name], float) else f"{figures[name]:,}"
                          for figures in sse.values())] for name in next(iter(sse.values()))]
         run.table(f"overview stream, {args.seconds:g} s per phase: one shared query loop", ["what", *phases], loop)
-        run.figures.update({"rows": args.rows, "repeats": args.repeats,
+        run.figures.update({"rows": args.rows, "repeats": args.repeat,
                             "milliseconds": {name: asdict(value) for name, value in timings.items()}, "stream": sse})
 
 

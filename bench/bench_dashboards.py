@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from _report import BenchRun, format_spread, spread
+from _database import scratch_database
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from psycopg import sql
 from rich.console import Console
 
@@ -29,7 +29,6 @@ from fraudstream.config import get_settings
 from fraudstream.monitoring import overview
 from fraudstream.monitoring.sql import expand
 from fraudstream.services import manager
-from fraudstream.store.schema import migrate
 
 VIEWS = {"scored_per_minute": "scored", "segments_per_minute": "segments", "alert_merchants_per_minute":
          "alert_merchants", "alert_reasons_per_minute": "alert_reasons", "latency_per_minute": "latency",
@@ -125,26 +124,19 @@ def _ms(value: dict[str, float | int | None], timeout_s: float) -> str:
     return format_spread(value, 1) if value["runs"] else f"> {timeout_s * 1000:,.0f}"
 
 
-def measure(args: argparse.Namespace, name: str, url: str, admin: str,
-            console: Console) -> tuple[float, dict, dict]:
-    """Fill the scratch database, time every panel through the views and over raw scans, drop it."""
-    try:
-        migrate(url)
-        end = datetime.now(UTC).replace(second=0, microsecond=0)
-        start = end - timedelta(hours=6)
-        with psycopg.connect(url, autocommit=True) as connection:
-            console.print(f"[bold]filling[/] {args.rows:,} rows over the last 6 h, {args.labels:,} labels")
-            refresh_s = fill(connection, args.rows, args.labels, args.tail_rows, start, console)
-            console.print("[bold]panels through the views[/]")
-            views = time_panels(connection, start, end, args.repeat, console)
-            shadow_views(connection)
-            connection.execute(f"SET statement_timeout = {int(args.raw_timeout_s * 1000)}")
-            console.print("[bold]panels over raw scans[/]")
-            raw = time_panels(connection, start, end, args.raw_repeat, console)
-    finally:
-        if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as connection:
-                connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+def measure(args: argparse.Namespace, url: str, console: Console) -> tuple[float, dict, dict]:
+    """Fill the scratch database, time every panel through the views and over raw scans."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(hours=6)
+    with psycopg.connect(url, autocommit=True) as connection:
+        console.print(f"[bold]filling[/] {args.rows:,} rows over the last 6 h, {args.labels:,} labels")
+        refresh_s = fill(connection, args.rows, args.labels, args.tail_rows, start, console)
+        console.print("[bold]panels through the views[/]")
+        views = time_panels(connection, start, end, args.repeat, console)
+        shadow_views(connection)
+        connection.execute(f"SET statement_timeout = {int(args.raw_timeout_s * 1000)}")
+        console.print("[bold]panels over raw scans[/]")
+        raw = time_panels(connection, start, end, args.raw_repeat, console)
     return refresh_s, views, raw
 
 
@@ -153,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--labels", type=int, default=50_000)
     parser.add_argument("--tail-rows", type=int, default=10_000, help="Rows written after the last refresh.")
-    parser.add_argument("--repeat", type=int, default=5)
+    add_repeat_argument(parser, default=5)
     parser.add_argument("--raw-repeat", type=int, default=1, help="Runs of each raw scan (they take seconds).")
     parser.add_argument("--raw-timeout-s", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
@@ -161,13 +153,9 @@ def main() -> None:
     console = Console()
     settings = get_settings()
     manager.up(settings, ["postgres"])
-    name = f"bench_dashboards_{uuid.uuid4().hex[:6]}"
-    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
     with BenchRun("bench_dashboards", settings=vars(args)) as run:
-        refresh_s, views, raw = measure(args, name, url, admin, console)
+        with scratch_database(settings, "bench_dashboards", keep=args.keep) as url:
+            refresh_s, views, raw = measure(args, url, console)
         rows = []
         for title, view_ms in views.items():
             raw_ms = raw[title]

@@ -10,6 +10,8 @@ For each design, in one run:
   Each rate run starts with ``--warm-up`` seconds (default 3) at the same rate whose events are written
   but left out of the percentiles: a fresh engine's first batches and a fresh producer's wait for its
   idempotence id took ~1 s to absorb, which at 5,000 events/s alone moved p99 from ~200 to ~760 ms;
+- start-up: on the backlog, from launching the design's processes to their first commit (the process
+  starting, loading the model, joining the group and its first batch);
 - where the CPU goes: CPU seconds (``/proc/<pid>/stat``) of the design's processes, the Kafka broker,
   PostgreSQL (all its processes, autovacuum included), this process (the producer) and everything else
   on the machine, over each scenario, with the load average before and after it. When a design cannot
@@ -94,6 +96,8 @@ class Measurement:
     cpu_s: dict[str, float]
     load_before: float
     load_after: float
+    #: Backlog only: from starting the design's processes to its first commit (start-up included).
+    start_to_first_commit_s: float | None = None
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -239,7 +243,7 @@ def wait_written(connection: psycopg.Connection, prefix: str, expected: int, lim
 
 def measure(connection: psycopg.Connection, design: str, scenario: str, rate: int | None, prefix: str,
             sent_at: np.ndarray, seconds: float, cpu_s: dict[str, float], loads: tuple[float, float],
-            warm_up: int = 0) -> Measurement:
+            warm_up: int = 0, started_at: float | None = None) -> Measurement:
     rows = connection.execute(
         "SELECT substr(transaction_id, %s)::bigint, extract(epoch FROM max(written_at) OVER (PARTITION BY xmin::text)),"
         " extract(epoch FROM max(written_at) OVER (PARTITION BY xmin::text) - ingested_at)"
@@ -262,7 +266,8 @@ def measure(connection: psycopg.Connection, design: str, scenario: str, rate: in
     return Measurement(design, ENGINE_SYNCHRONOUS_COMMIT, durability["fsync"], scenario, rate, len(sent_at), written,
                        rate_seen, pct(sent_to_commit, 50),
                        pct(sent_to_commit, 95), pct(sent_to_commit, 99), pct(steady[:, 2], 50), pct(steady[:, 2], 99),
-                       seconds, cpu_s, *loads)
+                       seconds, cpu_s, *loads,
+                       float(data[:, 1].min()) - started_at if written and started_at is not None else None)
 
 
 def durability_settings(connection: psycopg.Connection) -> dict[str, str]:
@@ -283,8 +288,10 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
     began = time.perf_counter()
     processes: list[subprocess.Popen] = []
     try:
+        started_at = None
         if rate is None:
             sent_at = produce(settings, events, prefix, None)
+            started_at = time.time()
             processes = start_design(design, settings, f"bench-{tag}", logs)
             meter = CpuMeter([process.pid for process in processes], settings)
         else:
@@ -294,7 +301,7 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
         wait_written(connection, prefix, len(events), limit_s, processes)
         cpu_s = meter.used()
         result = measure(connection, design, scenario, rate, prefix, sent_at, time.perf_counter() - began, cpu_s,
-                         (load_before, os.getloadavg()[0]), warm_up)
+                         (load_before, os.getloadavg()[0]), warm_up, started_at)
     finally:
         for process in processes:
             process.kill()
@@ -367,12 +374,14 @@ def tables(run: BenchRun, results: list[list[Measurement]]) -> None:
                      f"{min(r.written for r in runs):,}", ms([r.events_per_second for r in runs]),
                      *(ms([getattr(r, f"{name}_ms") for r in runs]) for name in
                        ("sent_to_commit_p50", "sent_to_commit_p95", "sent_to_commit_p99", "ingest_to_commit_p50",
-                        "ingest_to_commit_p99"))])
+                        "ingest_to_commit_p99")),
+                     format_spread(spread(r.start_to_first_commit_s for r in runs), 2)])
         cpu_rows.append([first.design, first.scenario, ms([r.load_before for r in runs]),
                          *(ms([r.cpu_s[part] / max(r.written, 1) * 1e6 for r in runs]) for part in CPU_PARTS)])
     run.table("Kafka -> PostgreSQL end to end",
               ["design", "scenario", "events", "PostgreSQL durability", "written (min)", "events/s",
-               "sent->commit p50 ms", "p95 ms", "p99 ms", "ingest->commit p50 ms", "p99 ms"], rows,
+               "sent->commit p50 ms", "p95 ms", "p99 ms", "ingest->commit p50 ms", "p99 ms",
+               "start -> first commit s"], rows,
               note=f"median (min-max) of {len(results[0])} runs each")
     run.table("CPU by process over each scenario: µs per written event", ["design", "scenario", "load 1m before",
               *CPU_PARTS], cpu_rows)
@@ -431,6 +440,9 @@ def main() -> None:
         if designs[0] == local_design(1) and first:
             run.target(f"local engine, backlog drain ({args.backlog:,} events), 1 member, Kafka + PostgreSQL "
                        "co-located", spread(r.events_per_second for r in first)["median"], 50_000, 75_000, " ev/s")
+        if designs[0] == local_design(1) and first:
+            run.target("processor start to first batch (process start to first commit, backlog waiting)",
+                       spread(r.start_to_first_commit_s for r in first)["median"], 1.5, 1.0, " s", "lower")
         at_5000 = measured.get((local_design(1), 5000, int(5000 * args.warm_up) + int(5000 * args.duration)))
         if at_5000:
             run.target("local engine, send->commit p99 at 5,000 ev/s",

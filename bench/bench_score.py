@@ -22,22 +22,18 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
+from _database import scratch_database
 from _report import BenchRun, add_repeat_argument, format_spread, spread
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from fraudstream.backtest import score_history, write_scores
 from fraudstream.batch import rows as batch_rows
 from fraudstream.batch.scoring import Scorer, ScoreResult
-from fraudstream.config import POSTGRES_APP_ROLE, Settings, get_settings
+from fraudstream.config import Settings, get_settings
 from fraudstream.features import FeatureRows
 from fraudstream.features.columnar import float_matrix
 from fraudstream.history import write_history
@@ -47,10 +43,8 @@ from fraudstream.model.registry import Registry
 from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
 from fraudstream.model.train import build as build_from_history
-from fraudstream.services import postgres
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
 from fraudstream.store import writer
-from fraudstream.store.schema import migrate
 from fraudstream.training import DatabaseSource, build
 
 TARGET_EVENTS_PER_CPU_SECOND = 100_000
@@ -59,21 +53,6 @@ TARGET_TRAIN_SECONDS = 300
 DELAYS = LabelDelays(fraud_s=(1 * 86_400.0, 7 * 86_400.0))
 MATURITY = LabelMaturity(fraud_label_days=7, legitimate_label_days=45)
 WRITE_CHUNK_ROWS = 100_000
-
-
-@contextmanager
-def scratch_database(settings: Settings) -> Iterator[str]:
-    """A fresh database on the local server owned by the application role, dropped afterwards."""
-    name = f"bench_score_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.admin_url(settings), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
-        try:
-            url = make_conninfo(settings.database_url, dbname=name)
-            migrate(url)
-            yield url
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def store(url: str, history: LabeledHistory) -> float:
@@ -104,7 +83,7 @@ def store(url: str, history: LabeledHistory) -> float:
 def train_from_database(settings: Settings, models_dir: Path, days: int) -> tuple[str, dict[str, object]]:
     simulated = simulate_history(days, seed=11, label_delays=DELAYS)
     history = LabeledHistory(simulated.transactions, simulated.labels)
-    with scratch_database(settings) as url:
+    with scratch_database(settings, "bench_score") as url:
         write_seconds = store(url, history)
         config = TrainConfig(split=SplitConfig(), partitions=settings.transactions_partitions)
         began, began_cpu = time.perf_counter(), time.process_time()
