@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -61,10 +60,11 @@ def generate(accounts: int, events: int, out: Path) -> dict[str, float]:
                 round(source.population.nbytes() / accounts, 1)}
 
 
-def rss_mb() -> float:
-    """This process's current resident set (MB)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's current resident set (MB), or its peak with ``VmHWM``: unlike ``ru_maxrss``, which a
+    child inherits from the process that started it (the parent holds the biggest population)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -107,7 +107,7 @@ def worker(history_dir: Path, with_labels: bool, batch: int, checkpoint_events: 
     return {
         "events": events, "labels_applied": applied, "events_per_second": events / wall,
         "cpu_us_per_event": cpu / events * 1e6,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": rss_mb("VmHWM"),
         "rss_after_loading_mb": loaded_mb, "live_accounts": stats.accounts, "live_merchants": stats.merchants,
         "state_bytes_per_account": stats.bytes_per_account,
         "checkpoints": len(checkpoints),
