@@ -18,6 +18,7 @@ from fraudstream.history import to_microseconds
 from fraudstream.lifecycle import (
     RetrainConfig,
     RetrainOutcome,
+    compare_live,
     parse_every,
     record_failure,
     retrain_every,
@@ -366,6 +367,33 @@ def _record(event: ModelEvent) -> None:
     warning = log_model_event(get_settings().database_url, event)
     if warning is not None:
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+@model_app.command("compare")
+def compare(
+    fraud_label_days: FraudLabelDays = None,
+    legitimate_label_days: LegitimateLabelDays = None,
+    min_fraud_labels: Annotated[int, typer.Option(
+        "--min-fraud-labels", help="Fewer fraud labels: no decision.")] = PromotionRule.min_fraud_labels,
+) -> None:
+    """Production against the challenger in shadow on the live transactions both scored, with the labels known
+    now; and what the promotion rule would decide."""
+    settings = get_settings()
+    try:
+        result = compare_live(settings, _maturity(fraud_label_days, legitimate_label_days),
+                              PromotionRule(min_fraud_labels=min_fraud_labels))
+    except (ModelError, ValueError, psycopg.OperationalError) as error:
+        raise fail(str(error)) from None
+    console.print(f"{result.rows:,} transactions scored by {result.production} with {result.shadow} in shadow, "
+                  f"{result.labeled:,} with a known label")
+    if result.champion is not None and result.challenger is not None:
+        console.print(metrics_grid("live, on the same labeled transactions",
+                                   {f"production {result.production}": result.champion,
+                                    f"shadow {result.shadow}": result.challenger}))
+    for reason in result.decision.reasons:
+        console.print(f"  {reason}")
+    console.print(f"the promotion rule would {'promote' if result.decision.promote else 'keep'} "
+                  f"{result.shadow if result.decision.promote else result.production}")
 
 
 @model_app.command("default")
