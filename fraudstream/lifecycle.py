@@ -133,6 +133,7 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
         registry.clear_retrain_request()
     if promote:
         registry.promote(challenger)
+        registry.clear_shadow()  # an older challenger was compared with the champion just replaced
     else:
         registry.set_shadow(challenger)
     decision = "promoted" if promote else "shadow"

@@ -151,6 +151,7 @@ def train(
                                     if features is not None else {}))
             database = DatabaseSource(_maturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
                                       history_days) if from_db else None
+            before = Registry(settings.models_dir).production_version()
             version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings,
                                     database)
         except (ModelError, FeatureConfigError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
@@ -159,6 +160,10 @@ def train(
     console.print(metrics_table(manifest))
     console.print(summary_table(manifest))
     console.print(f"published [bold]{version}[/]" + (" and promoted it to production" if promote else ""))
+    if promote:
+        _record(ModelEvent("promote", "promoted", before, version, version,
+                           ("trained and promoted by `train --promote`",), windows=manifest["training_window"],
+                           challenger_metrics=manifest["metrics"]["model"]))
 
 
 def score(
