@@ -51,8 +51,10 @@ class ExecutorKillFigures:
     events: int
     rows: int
     duplicates: int
-    #: From the executor's SIGKILL to the next new row in the table.
-    resumed_after_s: float
+    #: From the SIGKILL to the next new row in the table (another task may be writing meanwhile).
+    next_row_after_s: float
+    #: From the SIGKILL to the commit of the micro-batch whose task was lost (retried elsewhere).
+    batch_committed_after_s: float
     #: From the SIGKILL to the application having as many executor JVMs as before (a new one started).
     executor_replaced_after_s: float
     #: From the last event published to every event being a row.
@@ -154,15 +156,21 @@ def publish_paced(run: EngineRun, frame: pd.DataFrame, rate: float, done: list[f
     return thread
 
 
-def sigkill_and_time(database: psycopg.Connection, prefix: str, victims: list[int], driver: object,
-                     stall_s: float) -> float:
-    """SIGKILL ``victims`` and return the seconds until the next new row."""
-    before = count_rows(database, prefix)
+def sigkill_and_time(database: psycopg.Connection, prefix: str, victims: list[int], run: EngineRun,
+                     driver: object, stall_s: float) -> tuple[float, float]:
+    """SIGKILL ``victims``; the seconds until the next new row, and until the batch that was running
+    (its task lost) is committed."""
+    rows, batches = count_rows(database, prefix), run.log_text("driver").count("batch committed")
     for victim in victims:
         os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
-    assert wait_for_rows(database, prefix, before + 1, stall_s, (driver,)) > before, "no row after the kill"  # type: ignore[arg-type]
-    return time.monotonic() - killed_at
+    assert wait_for_rows(database, prefix, rows + 1, stall_s, (driver,)) > rows, "no row after the kill"  # type: ignore[arg-type]
+    next_row_s = time.monotonic() - killed_at
+    while run.log_text("driver").count("batch committed") == batches:
+        assert driver.poll() is None, "the Spark driver exited"  # type: ignore[attr-defined]
+        assert time.monotonic() - killed_at < stall_s, f"no batch committed within {stall_s:.0f} s of the kill"
+        time.sleep(0.1)
+    return next_row_s, time.monotonic() - killed_at
 
 
 def test_the_job_survives_a_killed_executor_exactly_once(kafka_ready: Settings, postgres_ready: Settings,
@@ -187,7 +195,7 @@ def test_the_job_survives_a_killed_executor_exactly_once(kafka_ready: Settings, 
             # 1. One executor JVM (and so its Python workers) while it runs a task.
             wait_for_python_task(executor_log(kafka_ready, app_id, before[0]), engine.stall_s)
             killed_at = time.monotonic()
-            resumed_s = sigkill_and_time(database, prefix, [before[0]], driver, engine.stall_s)
+            resumed_s, batch_s = sigkill_and_time(database, prefix, [before[0]], run, driver, engine.stall_s)
             deadline = killed_at + engine.stall_s
             while len(replaced := executors(app_id)) < len(before) or before[0] in replaced:
                 assert driver.poll() is None, "the Spark driver exited"
@@ -205,7 +213,8 @@ def test_the_job_survives_a_killed_executor_exactly_once(kafka_ready: Settings, 
                 wait_for_python_task(executor_log(kafka_ready, app_id, before[1]), engine.stall_s)
                 workers = python_workers(before[1])
                 assert workers, "the executor runs a Python task but has no Python worker"
-                python_resumed_s = sigkill_and_time(database, prefix, workers, driver, engine.stall_s)
+                python_resumed_s, python_batch_s = sigkill_and_time(database, prefix, workers, run, driver,
+                                                                    engine.stall_s)
                 if run.log_text("driver").count("Lost task") > lost_by_executor_kill:
                     break
 
@@ -225,15 +234,17 @@ def test_the_job_survives_a_killed_executor_exactly_once(kafka_ready: Settings, 
     flagged = stored.index[stored["decision"] != "approve"]
     alerted = {json.loads(value)["transaction_id"][len(prefix):]
                for _, value, _ in read_topic(run.settings, run.settings.alerts_topic, len(flagged))}
+    common = {"events": EVENTS, "rows": int(total), "duplicates": int(total - distinct),
+              "caught_up_after_last_event_s": round(caught_up_s, 1), "alerts": len(flagged),
+              "alerts_missing": int((~flagged.isin(list(alerted))).sum()),
+              "driver_restarts": log.count("spark job started") - 1}
     figures = [
-        ExecutorKillFigures("spark-executor-kill", EVENTS, int(total), int(total - distinct), round(resumed_s, 1),
-                            round(replaced_s, 1), round(caught_up_s, 1), len(flagged),
-                            int((~flagged.isin(list(alerted))).sum()), log.count("spark job started") - 1,
-                            lost_by_executor_kill),
-        ExecutorKillFigures("spark-python-worker-kill", EVENTS, int(total), int(total - distinct),
-                            round(python_resumed_s, 1), 0.0, round(caught_up_s, 1), len(flagged),
-                            int((~flagged.isin(list(alerted))).sum()), log.count("spark job started") - 1,
-                            log.count("Lost task") - lost_by_executor_kill),
+        ExecutorKillFigures("spark-executor-kill", next_row_after_s=round(resumed_s, 1),
+                            batch_committed_after_s=round(batch_s, 1), executor_replaced_after_s=round(replaced_s, 1),
+                            tasks_lost=lost_by_executor_kill, **common),
+        ExecutorKillFigures("spark-python-worker-kill", next_row_after_s=round(python_resumed_s, 1),
+                            batch_committed_after_s=round(python_batch_s, 1), executor_replaced_after_s=0.0,
+                            tasks_lost=log.count("Lost task") - lost_by_executor_kill, **common),
     ]
     for figure in figures:
         print(f"\nreliability: {json.dumps(asdict(figure))}")
