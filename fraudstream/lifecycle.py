@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import psycopg
 
@@ -35,10 +36,12 @@ from fraudstream.batch.scoring import Scorer
 from fraudstream.config import Settings
 from fraudstream.events.contract import format_time_us, parse_time_us
 from fraudstream.features import FeatureConfig
-from fraudstream.model.exceptions import ModelError
-from fraudstream.model.maturity import LabelMaturity
-from fraudstream.model.promotion import PromotionRule
+from fraudstream.model.exceptions import ModelError, NoProductionModel
+from fraudstream.model.maturity import LabelMaturity, label_status
+from fraudstream.model.metrics import evaluate
+from fraudstream.model.promotion import PromotionDecision, PromotionRule, decide_promotion, recall_at_threshold
 from fraudstream.model.registry import Registry
+from fraudstream.model.thresholds import Thresholds
 from fraudstream.model.train import StageProgress, TrainConfig
 from fraudstream.model.train import build as build_from_history
 from fraudstream.store import history as stored_history
@@ -130,6 +133,7 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
         registry.clear_retrain_request()
     if promote:
         registry.promote(challenger)
+        registry.clear_shadow()  # an older challenger was compared with the champion just replaced
     else:
         registry.set_shadow(challenger)
     decision = "promoted" if promote else "shadow"
@@ -157,6 +161,51 @@ def retrain_once(settings: Settings, config: RetrainConfig, as_of_us: int | None
         champion_metrics, challenger_metrics, config.actor))
     log.info("retrain decision=%s champion=%s challenger=%s report=%s", decision, champion, challenger, report_path)
     return RetrainOutcome(decision, champion, challenger, reasons, report, report_path, warning)
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """Champion and the challenger in shadow on the same live rows whose labels are known (arrived or matured)."""
+
+    production: str
+    shadow: str
+    rows: int
+    labeled: int
+    champion: dict[str, float] | None
+    challenger: dict[str, float] | None
+    decision: PromotionDecision
+
+
+def compare_live(settings: Settings, maturity: LabelMaturity, rule: PromotionRule | None = None) -> LiveComparison:
+    """Both models' metrics on the transactions the engines scored with the shadow model beside the current
+    production one, counting the labels known now (maturity as in training); what the promotion rule says."""
+    registry = Registry(settings.models_dir)
+    production, shadow = registry.production_version(), registry.shadow_version()
+    if production is None or shadow is None:
+        raise NoProductionModel(f"no model in shadow in {settings.models_dir}: `fraudstream retrain` puts a "
+                                "challenger there when it does not promote it")
+    with psycopg.connect(settings.database_url, connect_timeout=10) as connection:
+        scored = stored_history.read_shadow_scored(connection, shadow).to_pandas()
+        labels = stored_history.read_labels_of(connection, shadow).to_pandas()
+        as_of_us = stored_history.latest_event_us(connection)
+    scored = scored[scored["model_version"] == production]
+    status = label_status(scored["transaction_id"].to_numpy(dtype=object),
+                          scored["event_time_us"].to_numpy(dtype=np.int64), labels, as_of_us or 0, maturity)
+    known, y = status.known, status.is_fraud[status.known]
+    if not y.any() or y.all():
+        return LiveComparison(production, shadow, len(scored), int(known.sum()), None, None, PromotionDecision(
+            False, ("no known labels of both classes on the rows scored in shadow yet; the champion stays",)))
+    times = scored["event_time_us"].to_numpy(dtype=np.int64)[known]
+    accounts = scored["account_id"].to_numpy(dtype=object)[known]
+    metrics = []
+    for version, column in ((production, "score"), (shadow, "shadow_score")):
+        score = scored[column].to_numpy(dtype=np.float64)[known]
+        figures = evaluate(y, score, times, accounts)
+        review = Thresholds.from_dict(registry.manifest(version)["thresholds"]).review
+        figures["recall_at_review"] = recall_at_threshold(y, score, review)
+        metrics.append(figures)
+    decision = decide_promotion(metrics[0], metrics[1], int(y.sum()), rule)
+    return LiveComparison(production, shadow, len(scored), int(known.sum()), metrics[0], metrics[1], decision)
 
 
 def record_failure(settings: Settings, config: RetrainConfig, error: Exception, as_of_us: int | None) -> str | None:

@@ -18,6 +18,7 @@ from fraudstream.history import to_microseconds
 from fraudstream.lifecycle import (
     RetrainConfig,
     RetrainOutcome,
+    compare_live,
     parse_every,
     record_failure,
     retrain_every,
@@ -150,6 +151,7 @@ def train(
                                     if features is not None else {}))
             database = DatabaseSource(_maturity(fraud_label_days, legitimate_label_days), _utc_us(as_of),
                                       history_days) if from_db else None
+            before = Registry(settings.models_dir).production_version()
             version, result = build(settings.models_dir, input_path, days, promote, config, progress, settings,
                                     database)
         except (ModelError, FeatureConfigError, FileNotFoundError, ValueError, psycopg.OperationalError) as error:
@@ -158,6 +160,10 @@ def train(
     console.print(metrics_table(manifest))
     console.print(summary_table(manifest))
     console.print(f"published [bold]{version}[/]" + (" and promoted it to production" if promote else ""))
+    if promote:
+        _record(ModelEvent("promote", "promoted", before, version, version,
+                           ("trained and promoted by `train --promote`",), windows=manifest["training_window"],
+                           challenger_metrics=manifest["metrics"]["model"]))
 
 
 def score(
@@ -366,6 +372,33 @@ def _record(event: ModelEvent) -> None:
     warning = log_model_event(get_settings().database_url, event)
     if warning is not None:
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+@model_app.command("compare")
+def compare(
+    fraud_label_days: FraudLabelDays = None,
+    legitimate_label_days: LegitimateLabelDays = None,
+    min_fraud_labels: Annotated[int, typer.Option(
+        "--min-fraud-labels", help="Fewer fraud labels: no decision.")] = PromotionRule.min_fraud_labels,
+) -> None:
+    """Production against the challenger in shadow on the live transactions both scored, with the labels known
+    now; and what the promotion rule would decide."""
+    settings = get_settings()
+    try:
+        result = compare_live(settings, _maturity(fraud_label_days, legitimate_label_days),
+                              PromotionRule(min_fraud_labels=min_fraud_labels))
+    except (ModelError, ValueError, psycopg.OperationalError) as error:
+        raise fail(str(error)) from None
+    console.print(f"{result.rows:,} transactions scored by {result.production} with {result.shadow} in shadow, "
+                  f"{result.labeled:,} with a known label")
+    if result.champion is not None and result.challenger is not None:
+        console.print(metrics_grid("live, on the same labeled transactions",
+                                   {f"production {result.production}": result.champion,
+                                    f"shadow {result.shadow}": result.challenger}))
+    for reason in result.decision.reasons:
+        console.print(f"  {reason}")
+    console.print(f"the promotion rule would {'promote' if result.decision.promote else 'keep'} "
+                  f"{result.shadow if result.decision.promote else result.production}")
 
 
 @model_app.command("default")

@@ -45,7 +45,8 @@ EVENT_TIME = 0
 LABEL_TIME, LABEL_TRANSACTION_HASH, LABEL_IS_FRAUD = range(3)
 SEEN_TIME, SEEN_TRANSACTION_HASH = range(2)
 TABLES = {"events": 1, "labels": 3, "seen": 2}
-#: In the duplicate index: the label is in the labels table (retained whatever the watermark).
+#: In the duplicate index: retained whatever the watermark (a label that arrived already past the dedup
+#: horizon stays retained until its merchant's next event batch folds it; other labels index their labeled_at).
 UNFOLDED = FAR_FUTURE
 
 
@@ -62,8 +63,8 @@ class MerchantFeatures:
         self.config = config
         self.names = merchant_feature_names(config)
         self.store = KeyedStore(SCALARS, DEFAULT, TABLES)
-        #: (slot, transaction) -> UNFOLDED, or the labeled_at of a folded legitimate label: derived from the
-        #: labels and seen tables of the slots whose generation it was built for (see _index_slots).
+        #: (slot, transaction) -> labeled_at (or UNFOLDED) of its retained label: derived from the labels and
+        #: seen tables of the slots whose generation it was built for (see _index_slots).
         self._index = KeyIndex(self._index_live)
         self._indexed_generation = np.zeros(0, dtype=np.int64)
         #: Rows sorted by apply_labels and label rows read by event batches (costs that must follow the new
@@ -95,11 +96,12 @@ class MerchantFeatures:
         distinct, first_row = np.unique(keys, return_index=True)  # the first label of a transaction wins
         first_row_slot = row_slot[first_row]
         # A folded label is retained (a duplicate of it ignored) while labeled_at > watermark - dedup horizon.
-        retained = self._index.get(distinct, self.store.generation[first_row_slot]) > (
-            self.store.scalars["watermark_us"][first_row_slot] - self._dedup_horizon_us())
+        retained_after = self.store.scalars["watermark_us"][row_slot] - self._dedup_horizon_us()
+        retained = self._index.get(distinct, self.store.generation[first_row_slot]) > retained_after[first_row]
         accepted = first_row[~retained]
-        self._index.put(distinct[~retained], np.full(accepted.size, UNFOLDED), row_slot[accepted],
-                        self.store.generation[row_slot[accepted]])
+        labeled_at = fresh[accepted, LABEL_TIME]
+        self._index.put(distinct[~retained], np.where(labeled_at > retained_after[accepted], labeled_at, UNFOLDED),
+                        row_slot[accepted], self.store.generation[row_slot[accepted]])
         fresh, group_new = fresh[accepted], group_new[accepted]
         order = np.lexsort((fresh[:, LABEL_TRANSACTION_HASH], fresh[:, LABEL_TIME], group_new))
         fresh, group_new = fresh[order], group_new[order]
@@ -146,7 +148,9 @@ class MerchantFeatures:
         unfolded, unfolded_group = self.store.gather("labels", stale)
         slot = stale[np.r_[folded_group, unfolded_group]]
         keys = transaction_keys(slot, np.r_[folded[:, SEEN_TRANSACTION_HASH], unfolded[:, LABEL_TRANSACTION_HASH]])
-        values = np.r_[folded[:, SEEN_TIME], np.full(len(unfolded), UNFOLDED)]
+        retained_after = self.store.scalars["watermark_us"][stale[unfolded_group]] - self._dedup_horizon_us()
+        values = np.r_[folded[:, SEEN_TIME],
+                       np.where(unfolded[:, LABEL_TIME] > retained_after, unfolded[:, LABEL_TIME], UNFOLDED)]
         order = np.lexsort((values, keys))  # the latest entry of a transaction (UNFOLDED last) stands
         last = order[np.append(keys[order][1:] != keys[order][:-1], True)] if keys.size else order
         self._index.put(keys[last], values[last], slot[last], generation[slot[last]])
@@ -265,13 +269,13 @@ class MerchantFeatures:
         # Folded legitimate labels still retained keep deduplicating (table seen); the others are forgotten.
         remember = fold & (labels[:, LABEL_IS_FRAUD] == 0) & (
             labels[:, LABEL_TIME] > watermark[labels_group] - self._dedup_horizon_us())
-        folded_slot = slots[labels_group[fold]]
-        indexed = self._indexed(folded_slot)
-        if indexed.any():  # slots not indexed yet are rebuilt from their tables when labels next arrive
-            rows = np.flatnonzero(fold)[indexed]
-            self._index.put(transaction_keys(folded_slot[indexed], labels[rows, LABEL_TRANSACTION_HASH]),
-                            np.where(remember[rows], labels[rows, LABEL_TIME], ABSENT), folded_slot[indexed],
-                            self.store.generation[folded_slot[indexed]])
+        # The index holds labeled_at for the others already; forgotten ones that may hold UNFOLDED are cleared.
+        forget = np.flatnonzero(fold & ~remember)
+        forget = forget[self._indexed(slots[labels_group[forget]])]
+        if forget.size:  # slots not indexed yet are rebuilt from their tables when labels next arrive
+            forget_slot = slots[labels_group[forget]]
+            self._index.put(transaction_keys(forget_slot, labels[forget, LABEL_TRANSACTION_HASH]),
+                            np.full(forget.size, ABSENT), forget_slot, self.store.generation[forget_slot])
         if remember.any():
             self._remember(slots, watermark, labels[remember][:, [LABEL_TIME, LABEL_TRANSACTION_HASH]],
                            labels_group[remember])

@@ -3,9 +3,9 @@
 A cold build (Docker installed and started, a debootstrap'd base image, the project image and the
 stand-ins) takes minutes that would otherwise add up with the rest of the suite: when the session has
 tests marked `docker`, they run last and the build (scripts/install-docker.sh, then
-scripts/docker-images.sh --local, its host-side steps at a lower priority than the tests) starts as soon
-as collection ends. Its log is .fraudstream/docker/background-build.log; the compose fixture waits for it
-(`docker_images`).
+scripts/docker-images.sh --local, at a lower priority than the tests: its host-side steps, and the
+builds themselves when this starts the Docker daemon, as on CI) starts as soon as collection ends. Its
+log is .fraudstream/docker/background-build.log; the compose fixture waits for it (`docker_images`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def start_build() -> BackgroundBuild:
     BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with BUILD_LOG.open("wb") as log:
         process = subprocess.Popen(
-            ["bash", "-c", "scripts/install-docker.sh && nice -n 10 scripts/docker-images.sh --local; status=$?\n"
-                           'echo "build finished after $SECONDS s"; exit $status'],
+            ["bash", "-c", "FRAUDSTREAM_DOCKERD_NICE=10 scripts/install-docker.sh "
+                           "&& nice -n 10 scripts/docker-images.sh --local\n"
+                           'status=$?; echo "build finished after $SECONDS s"; exit $status'],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return BackgroundBuild(process)
 
