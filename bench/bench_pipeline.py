@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pandas as pd
 import psycopg
 from _report import BenchRun, add_repeat_argument, format_spread, spread
 from rich.console import Console
@@ -355,6 +356,8 @@ def seed_worker(group: str) -> None:
 
 
 def _plain(value: object) -> object:
+    if value is pd.NA:  # a null of an Arrow-backed column (the shadow score without a shadow model)
+        return None
     return value.item() if isinstance(value, np.generic) else value
 
 
