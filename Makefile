@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
+PGLITE := tools/pglite-timescale
 DEMO_SECONDS ?= 60
 # e.g. `make demo DEMO_ARGS=--keep`: traffic, the processor and the analyst console go on after the summary
 # until Ctrl-C
@@ -13,18 +14,19 @@ DEMO_ARGS ?=
 demo: setup services
 	$(FS) demo --duration $(DEMO_SECONDS) $(DEMO_ARGS)
 
-# The compose test (marker docker) builds images from scratch on a fresh machine (~20 min here, more than the
-# CI budget leaves): `make test-docker` runs it; `make test TEST_ARGS=` runs everything.
-TEST_ARGS ?= -m "not docker"
+# Everything, the compose test (marker docker) included: it runs last, and its images are built in the
+# background from the start (tests/e2e/conftest.py). Narrow it with e.g. TEST_ARGS='-m "not docker"'.
+TEST_ARGS ?=
 
 test: setup
 	@status=0; scripts/run-tests.sh $(TEST_ARGS) || status=$$?; \
 	$(VENV)/bin/python scripts/audit-deps.py --warn-unaudited || status=$$?; exit $$status
 
-test-docker: setup docker
+# The compose test alone (it installs and starts Docker itself: scripts/install-docker.sh).
+test-docker: setup
 	$(VENV)/bin/pytest -m docker tests/e2e/test_compose_stack.py
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(PGLITE)/node_modules/.installed
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -33,6 +35,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# TimescaleDB in PGlite (WASM), pinned by its package-lock.json: the tests of the TimescaleDB schema flavour
+# run against it (tests/integration/test_timescale_flavour.py), as no TimescaleDB server is installable here.
+$(PGLITE)/node_modules/.installed: $(PGLITE)/package.json $(PGLITE)/package-lock.json
+	cd $(PGLITE) && npm ci --silent
 	touch $@
 
 services: setup

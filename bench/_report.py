@@ -151,6 +151,25 @@ class Section:
 
 
 @dataclass
+class Target:
+    """A figure with the floor and goal it is held to (``higher`` or ``lower`` is better)."""
+
+    figure: str
+    measured: float | None
+    floor: float
+    goal: float
+    unit: str = ""
+    better: str = "higher"
+
+    def verdict(self) -> str:
+        if self.measured is None:
+            return "not measured"
+        def meets(limit: float) -> bool:
+            return self.measured >= limit if self.better == "higher" else self.measured <= limit
+        return "goal met" if meets(self.goal) else "floor met" if meets(self.floor) else "below floor"
+
+
+@dataclass
 class BenchRun:
     """One run of one bench: collects tables and figures, writes them with their context on exit."""
 
@@ -159,6 +178,7 @@ class BenchRun:
     figures: dict[str, object] = field(default_factory=dict)
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     console: Console = field(default_factory=lambda: Console(width=160))
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     paths: tuple[Path, Path] | None = None
@@ -166,6 +186,7 @@ class BenchRun:
     def __post_init__(self) -> None:
         self._load = LoadSampler()
         self._began = time.perf_counter()
+        self._commit = commit()  # the code that runs: read at the start, not after a checkout during the run
 
     def __enter__(self) -> BenchRun:
         self._load.start()
@@ -182,6 +203,11 @@ class BenchRun:
         """A table of this run (cells formatted by the bench); printed and written as Markdown on exit."""
         self.sections.append(Section(title, list(columns), [[str(value) for value in row] for row in rows], note))
 
+    def target(self, figure: str, measured: float | None, floor: float, goal: float, unit: str = "",
+               better: str = "higher") -> None:
+        """A figure held to a floor and a goal; docs/benchmarks.md lists every bench's targets in one table."""
+        self.targets.append(Target(figure, measured, floor, goal, unit, better))
+
     def note(self, text: str) -> None:
         """A line of text under the tables (what the figures mean, what a ratio compares)."""
         self.notes.append(text)
@@ -189,7 +215,7 @@ class BenchRun:
     def context(self, load: dict[str, float]) -> dict[str, object]:
         return {"bench": self.bench, "date": self.started.isoformat(timespec="seconds"),
                 "wall_s": round(time.perf_counter() - self._began, 1), "machine": machine(), "load_average": load,
-                **commit(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+                **self._commit, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
     def markdown(self, context: dict[str, object]) -> str:
         host, load = context["machine"], context["load_average"]
@@ -199,6 +225,8 @@ class BenchRun:
                  f"{host['cpu']}, {host['cores']} cores, {host['memory_gb']} GB RAM; load average (1 min) "
                  f"{load['start']:.2f} at start, {load['end']:.2f} at end, max {load['max']:.2f} "
                  f"({load['samples']} samples); {context['wall_s']:,.0f} s.", ""]
+        if self.targets:
+            lines += ["**Targets**", "", target_table([(self.bench, target) for target in self.targets]), ""]
         for section in self.sections:
             lines += [f"**{section.title}**", "", markdown_table(section.columns, section.rows), ""]
             if section.note:
@@ -221,6 +249,7 @@ class BenchRun:
         stamp = self.started.strftime("%Y%m%dT%H%M%SZ")
         json_path, markdown_path = RESULTS / f"{self.bench}-{stamp}.json", RESULTS / f"{self.bench}-{stamp}.md"
         json_path.write_text(json.dumps({"context": context, "settings": self.settings, "figures": self.figures,
+                                         "targets": [vars(target) for target in self.targets],
                                          "tables": [vars(section) for section in self.sections]},
                                         indent=2, default=str) + "\n")
         markdown_path.write_text(self.markdown(context))
@@ -228,6 +257,26 @@ class BenchRun:
                            f"results: {json_path}, {markdown_path.name}")
         self.paths = (json_path, markdown_path)
         return self.paths
+
+
+def target_table(targets: Iterable[tuple[str, Target]]) -> str:
+    def value(number: float | None, unit: str) -> str:
+        return "-" if number is None else f"{number:,.{2 if abs(number) < 10 else 0}f}{unit}"
+
+    return markdown_table(["figure", "measured", "floor", "goal", "verdict", "bench"],
+                          [[target.figure, value(target.measured, target.unit), value(target.floor, target.unit),
+                            value(target.goal, target.unit), target.verdict(), f"[{bench}](#{bench})"]
+                           for bench, target in targets])
+
+
+def latest_targets(tables: dict[str, Path]) -> list[tuple[str, Target]]:
+    """The targets of each bench's newest run (from the JSON beside its Markdown)."""
+    found = []
+    for bench, path in tables.items():
+        data = path.with_suffix(".json")
+        if data.exists():
+            found += [(bench, Target(**target)) for target in json.loads(data.read_text()).get("targets", [])]
+    return found
 
 
 def latest_tables(results: Path = RESULTS) -> dict[str, Path]:
@@ -250,6 +299,10 @@ def collect(results: Path = RESULTS, document: Path = DOCUMENT) -> Path:
              "commit it measured: figures from a shared or loaded machine are lower than a quiet one gives, and "
              "runs on different days are not side by side. Ratios compare runs made in the same bench run.", "",
              "Contents: " + ", ".join(f"[{bench}](#{bench})" for bench in tables), ""]
+    targets = latest_targets(tables)
+    if targets:
+        parts += ["## Targets", "", "Each figure from its bench's newest run (median of its repeats), against the "
+                  "floor and goal it is held to.", "", target_table(targets), ""]
     parts += [path.read_text().rstrip() + "\n" for path in tables.values()]
     document.parent.mkdir(parents=True, exist_ok=True)
     document.write_text("\n".join(parts))

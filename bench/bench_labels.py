@@ -50,7 +50,9 @@ def stream(events: int, accounts: int, merchants: int, rate: float, seed: int = 
 
 
 def run(transactions: pd.DataFrame, labels: pd.DataFrame | None, size: int) -> dict[str, float]:
-    """Micro-batches of ``size`` events; before each, the labels made by then (as they would arrive)."""
+    """Micro-batches of ``size`` events; before each, the labels made by then (as they would arrive). Also
+    what the state holds at the end: bytes per account (account part) and per label applied (merchant part,
+    with the duplicate index derived from it)."""
     from fraudstream.features import FeatureState
 
     state = FeatureState()
@@ -67,7 +69,12 @@ def run(transactions: pd.DataFrame, labels: pd.DataFrame | None, size: int) -> d
         state.process(transactions.iloc[start : start + size])
     wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
     events = len(transactions)
-    return {"events_per_second": events / wall, "events_per_cpu_second": events / cpu, "labels_applied": sent}
+    stats = state.stats()
+    return {"events_per_second": events / wall, "events_per_cpu_second": events / cpu, "labels_applied": sent,
+            "simulated_days": float(times[-1] - times[0]) / 86_400e6, "accounts": stats.accounts,
+            "account_bytes_per_account": stats.account_bytes / max(stats.accounts, 1),
+            "merchant_bytes": stats.merchant_bytes + state.merchants.derived_nbytes(),
+            "snapshot_bytes": len(state.snapshot())}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -119,6 +126,21 @@ def main() -> None:
             table.add_row(checkout, mode, f"{result['events_per_second']:,.0f}",
                           f"{result['events_per_cpu_second']:,.0f}", f"{result['events_per_cpu_second'] / free:.0%}")
     console.print(table)
+    sizes = Table(title="state at the end (bytes)")
+    for column in ("checkout", "labels", "simulated days", "per account (account part)", "merchant part",
+                   "merchant part: more per label", "snapshot per account"):
+        sizes.add_column(column)
+    for checkout, figures in rows.items():
+        for mode, result in figures.items():
+            if "merchant_bytes" not in result:
+                continue
+            extra = result["merchant_bytes"] - figures["no labels"]["merchant_bytes"]
+            per_label = extra / result["labels_applied"] if result["labels_applied"] else None
+            sizes.add_row(checkout, mode, f"{result['simulated_days']:.1f}",
+                          f"{result['account_bytes_per_account']:,.0f}", f"{result['merchant_bytes']:,}",
+                          "" if per_label is None else f"{per_label:,.1f}",
+                          f"{result['snapshot_bytes'] / max(result['accounts'], 1):,.0f}")
+    console.print(sizes)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"load_average": load, "settings": vars(args), "checkouts": rows}, indent=2) + "\n")
 

@@ -108,6 +108,10 @@ def main() -> None:
         run.table("simulator throughput", ["benchmark", "events", "seconds", "events/s", "CPU s", "target (median)"],
                   table, note=f"median (min-max) of {arguments.repeat} runs; Kafka: from the call until the broker "
                               "confirmed every message (labels included), the count checked against the topic")
+        for first, position in ((row, number) for number, row in enumerate(runs[0]) if "target_events_per_s" in row):
+            median = spread(rows[position]["events_per_s"] for rows in runs)["median"]
+            run.target(str(first["benchmark"]), median, first["target_events_per_s"], first["target_events_per_s"],
+                       " ev/s")
         run.figures["runs"] = runs
 
 

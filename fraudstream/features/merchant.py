@@ -11,8 +11,19 @@ Definitions (pinned by tests/unit/test_features_merchant.py):
 - ``merchant_label_count``: labels in effect; ``merchant_fraud_count_<w>``: fraud labels whose
   labeled_at is in ``(t - w, t]``; ``merchant_fraud_rate_smoothed``:
   ``(fraud labels + strength * prior) / (labels + strength)``.
-- Labels without a merchant_id are ignored; a second label for the same transaction is ignored while
-  the first is retained (labels older than the fraud window + lateness are folded into counters).
+- Labels without a merchant_id are ignored; a second label for the same transaction at the same merchant
+  is ignored while the first is retained: until the merchant's watermark passes its labeled_at by the
+  fraud window + lateness (then the transaction may count again).
+
+State per merchant, so that an event batch reads only what the features need one by one: counters of the
+labels in effect long enough ago (``folded_*``); the individual labels a feature still tells apart (legitimate
+labels until the watermark passes their labeled_at by the lateness, fraud labels by the fraud window +
+lateness, and labels still waiting for their labeled_at); and, for deduplication only, the transactions
+of folded legitimate labels still retained (table ``seen``, read by apply_labels, never by an event batch).
+Tolerance: an event more than ``allowed_lateness_s`` behind its merchant's watermark counts the legitimate
+labels folded so far in ``merchant_label_count`` and the smoothed rate, even those after its own time
+(at most the merchant's legitimate labels between the event and the watermark - lateness); the fraud
+counts stay exact up to the fraud window + lateness. Events within the lateness see exact features.
 """
 
 from __future__ import annotations
@@ -22,14 +33,27 @@ import pandas as pd
 
 from fraudstream.features import columnar as col
 from fraudstream.features.config import FeatureConfig, merchant_feature_names, window_label
-from fraudstream.features.store import NO_TIME, KeyedStore
+from fraudstream.features.keyindex import ABSENT, KeyIndex
+from fraudstream.features.store import FAR_FUTURE, NO_TIME, KeyedStore
 from fraudstream.timeunits import MICROS_PER_SECOND
 
 SCALARS = np.dtype([("watermark_us", "<i8"), ("folded_label_count", "<i8"), ("folded_fraud_count", "<i8")])
 DEFAULT = (NO_TIME, 0, 0)
-#: Per-merchant tables (int64 matrices). events: retained event times; labels: labels not yet folded.
+#: Per-merchant tables (int64 matrices). events: retained event times; labels: labels not yet folded,
+#: sorted by (labeled_at, transaction); seen: folded legitimate labels kept for deduplication (any order).
 EVENT_TIME = 0
 LABEL_TIME, LABEL_TRANSACTION_HASH, LABEL_IS_FRAUD = range(3)
+SEEN_TIME, SEEN_TRANSACTION_HASH = range(2)
+TABLES = {"events": 1, "labels": 3, "seen": 2}
+#: In the duplicate index: retained whatever the watermark (a label that arrived already past the dedup
+#: horizon stays retained until its merchant's next event batch folds it; other labels index their labeled_at).
+UNFOLDED = FAR_FUTURE
+
+
+def transaction_keys(slots: np.ndarray, transaction_hash: np.ndarray) -> np.ndarray:
+    """One int64 key per (merchant slot, transaction) for the duplicate index (a 64-bit mix, as the hashes)."""
+    mixed = slots.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ transaction_hash.view(np.uint64)
+    return mixed.view(np.int64)
 
 
 class MerchantFeatures:
@@ -38,18 +62,21 @@ class MerchantFeatures:
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
         self.names = merchant_feature_names(config)
-        self.store = KeyedStore(SCALARS, DEFAULT, {"events": 1, "labels": 3})
-        #: slot -> (store generation, transaction hashes of its retained labels); see _seen.
-        self._seen_index: dict[int, tuple[int, set[int]]] = {}
-        #: Rows sorted by apply_labels (a cost that must follow the new labels, not the stored ones).
-        self.work = {"label_rows_sorted": 0}
+        self.store = KeyedStore(SCALARS, DEFAULT, TABLES)
+        #: (slot, transaction) -> labeled_at (or UNFOLDED) of its retained label: derived from the labels and
+        #: seen tables of the slots whose generation it was built for (see _index_slots).
+        self._index = KeyIndex(self._index_live)
+        self._indexed_generation = np.zeros(0, dtype=np.int64)
+        #: Rows sorted by apply_labels and label rows read by event batches (costs that must follow the new
+        #: labels and the features' needs, not the stored labels).
+        self.work = {"label_rows_sorted": 0, "label_rows_read": 0, "seen_rows_rewritten": 0}
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         """Remember labels (deduplicated per transaction, the first one wins) until events pass their labeled_at.
 
         Only the new labels are sorted; they are merged into each touched merchant's stored run (kept
-        sorted by labeled_at, transaction) at searched positions, and duplicates are found in a per-merchant
-        set of the retained transactions, so a batch never re-sorts what is stored."""
+        sorted by labeled_at, transaction) at searched positions, and duplicates are looked up in a sorted
+        index of the retained transactions, so a batch never re-sorts what is stored."""
         merchant = labels["merchant_id"].to_numpy(dtype=object)
         known = ~pd.isna(merchant)
         if not known.any():
@@ -63,14 +90,19 @@ class MerchantFeatures:
                 labels["is_fraud"].to_numpy(dtype=bool)[known].astype(np.int64),
             )
         )
-        seen = self._seen(slots)
-        first = np.zeros(len(fresh), dtype=bool)
-        for row, (group, transaction) in enumerate(zip(group_new.tolist(), fresh[:, LABEL_TRANSACTION_HASH].tolist(),
-                                                       strict=True)):
-            if transaction not in seen[group]:
-                seen[group].add(transaction)
-                first[row] = True
-        fresh, group_new = fresh[first], group_new[first]
+        self._index_slots(slots)
+        row_slot = slots[group_new]
+        keys = transaction_keys(row_slot, fresh[:, LABEL_TRANSACTION_HASH])
+        distinct, first_row = np.unique(keys, return_index=True)  # the first label of a transaction wins
+        first_row_slot = row_slot[first_row]
+        # A folded label is retained (a duplicate of it ignored) while labeled_at > watermark - dedup horizon.
+        retained_after = self.store.scalars["watermark_us"][row_slot] - self._dedup_horizon_us()
+        retained = self._index.get(distinct, self.store.generation[first_row_slot]) > retained_after[first_row]
+        accepted = first_row[~retained]
+        labeled_at = fresh[accepted, LABEL_TIME]
+        self._index.put(distinct[~retained], np.where(labeled_at > retained_after[accepted], labeled_at, UNFOLDED),
+                        row_slot[accepted], self.store.generation[row_slot[accepted]])
+        fresh, group_new = fresh[accepted], group_new[accepted]
         order = np.lexsort((fresh[:, LABEL_TRANSACTION_HASH], fresh[:, LABEL_TIME], group_new))
         fresh, group_new = fresh[order], group_new[order]
         self.work["label_rows_sorted"] += len(order)
@@ -95,18 +127,53 @@ class MerchantFeatures:
             before[row] += int(np.count_nonzero(tied < fresh[row, LABEL_TRANSACTION_HASH]))
         return before
 
-    def _seen(self, slots: np.ndarray) -> list[set[int]]:
-        """Per slot, the transactions with a retained label at that merchant: a derived index, rebuilt
-        from the stored rows after a restore or when the slot was cleared or recycled (its generation moved)."""
-        index = self._seen_index
-        result = []
-        for slot, generation in zip(slots.tolist(), self.store.generation[slots].tolist(), strict=True):
-            known = index.get(slot)
-            if known is None or known[0] != generation:
-                rows = self.store.gather("labels", np.array([slot]))[0]
-                known = index[slot] = (generation, set(rows[:, LABEL_TRANSACTION_HASH].tolist()))
-            result.append(known[1])
-        return result
+    def _dedup_horizon_us(self) -> int:
+        return (self.config.merchant_fraud_window_s + self.config.allowed_lateness_s) * MICROS_PER_SECOND
+
+    def _fold_horizon_us(self, is_fraud: np.ndarray) -> np.ndarray:
+        """How far the watermark must pass a label's labeled_at before it only needs counting: a
+        legitimate label matters one by one only to events within the lateness, a fraud label to the
+        fraud window as well."""
+        lateness_us = self.config.allowed_lateness_s * MICROS_PER_SECOND
+        return lateness_us + is_fraud * (self.config.merchant_fraud_window_s * MICROS_PER_SECOND)
+
+    def _index_slots(self, slots: np.ndarray) -> None:
+        """Bring the duplicate index up to date for these (distinct) slots: after a restore, or when a slot
+        was cleared or recycled (its generation moved), its entries are rebuilt from its stored rows."""
+        generation = self.store.generation
+        stale = slots[~self._indexed(slots)]
+        if stale.size == 0:
+            return
+        folded, folded_group = self.store.gather("seen", stale)
+        unfolded, unfolded_group = self.store.gather("labels", stale)
+        slot = stale[np.r_[folded_group, unfolded_group]]
+        keys = transaction_keys(slot, np.r_[folded[:, SEEN_TRANSACTION_HASH], unfolded[:, LABEL_TRANSACTION_HASH]])
+        retained_after = self.store.scalars["watermark_us"][stale[unfolded_group]] - self._dedup_horizon_us()
+        values = np.r_[folded[:, SEEN_TIME],
+                       np.where(unfolded[:, LABEL_TIME] > retained_after, unfolded[:, LABEL_TIME], UNFOLDED)]
+        order = np.lexsort((values, keys))  # the latest entry of a transaction (UNFOLDED last) stands
+        last = order[np.append(keys[order][1:] != keys[order][:-1], True)] if keys.size else order
+        self._index.put(keys[last], values[last], slot[last], generation[slot[last]])
+        self._indexed_generation[stale] = generation[stale]
+
+    def _indexed(self, slots: np.ndarray) -> np.ndarray:
+        """Whether the duplicate index describes each slot's current tables."""
+        generation = self.store.generation
+        if self._indexed_generation.size < generation.size:
+            grown = np.full(generation.size, -1, dtype=np.int64)
+            grown[: self._indexed_generation.size] = self._indexed_generation
+            self._indexed_generation = grown
+        return self._indexed_generation[slots] == generation[slots]
+
+    def _index_live(self, slot: np.ndarray, generation: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Index entries worth keeping: of the slot's current generation, and still retained."""
+        store = self.store
+        return (generation == store.generation[slot]) & (
+            value > store.scalars["watermark_us"][slot] - self._dedup_horizon_us())
+
+    def derived_nbytes(self) -> int:
+        """Bytes of the duplicate index (derived from the store, rebuilt after a restore: not in snapshots)."""
+        return self._index.nbytes()
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features (self.names) for every row, in the batch's order; updates the state."""
@@ -128,6 +195,7 @@ class MerchantFeatures:
         # with the batch, so the cost grows with the batch and the touched merchants' rows only.
         events, events_group = self.store.gather("events", slots)
         labels, labels_group = self.store.gather("labels", slots)
+        self.work["label_rows_read"] += len(labels)
         stored_events = col.SortedTimes(events_group, events[:, EVENT_TIME])
         stored_labels = col.SortedTimes(labels_group, labels[:, LABEL_TIME])
         in_batch = col.SortedTimes(g, t)
@@ -182,7 +250,7 @@ class MerchantFeatures:
         labels: np.ndarray,
         labels_group: np.ndarray,
     ) -> None:
-        """Keep recent events; fold labels older than the fraud window + lateness into counters."""
+        """Keep recent events; fold labels into counters once no feature needs them one by one."""
         cfg = self.config
         watermark = state["watermark_us"]
         lateness_us = cfg.allowed_lateness_s * MICROS_PER_SECOND
@@ -190,8 +258,7 @@ class MerchantFeatures:
         keep = col.retained(event_group, event_time, watermark[event_group] - horizon_us, cfg.max_merchant_events)
         self.store.scatter("events", slots, event_time[keep, None], event_group[keep])
 
-        label_horizon_us = cfg.merchant_fraud_window_s * MICROS_PER_SECOND + lateness_us
-        fold = labels[:, LABEL_TIME] <= watermark[labels_group] - label_horizon_us
+        fold = labels[:, LABEL_TIME] <= watermark[labels_group] - self._fold_horizon_us(labels[:, LABEL_IS_FRAUD])
         state["folded_label_count"] += np.bincount(labels_group[fold], minlength=slots.size)
         state["folded_fraud_count"] += np.bincount(
             labels_group[fold], weights=labels[fold, LABEL_IS_FRAUD], minlength=slots.size
@@ -199,14 +266,37 @@ class MerchantFeatures:
         self.store.scalars[slots] = state
         if not fold.any():
             return
-        for group, transaction in zip(labels_group[fold].tolist(), labels[fold, LABEL_TRANSACTION_HASH].tolist(),
-                                      strict=True):
-            known = self._seen_index.get(int(slots[group]))
-            if known is not None:
-                known[1].discard(transaction)
+        # Folded legitimate labels still retained keep deduplicating (table seen); the others are forgotten.
+        remember = fold & (labels[:, LABEL_IS_FRAUD] == 0) & (
+            labels[:, LABEL_TIME] > watermark[labels_group] - self._dedup_horizon_us())
+        # The index holds labeled_at for the others already; forgotten ones that may hold UNFOLDED are cleared.
+        forget = np.flatnonzero(fold & ~remember)
+        forget = forget[self._indexed(slots[labels_group[forget]])]
+        if forget.size:  # slots not indexed yet are rebuilt from their tables when labels next arrive
+            forget_slot = slots[labels_group[forget]]
+            self._index.put(transaction_keys(forget_slot, labels[forget, LABEL_TRANSACTION_HASH]),
+                            np.full(forget.size, ABSENT), forget_slot, self.store.generation[forget_slot])
+        if remember.any():
+            self._remember(slots, watermark, labels[remember][:, [LABEL_TIME, LABEL_TRANSACTION_HASH]],
+                           labels_group[remember])
         # Rewrite only the label tables that lost rows.
         changed = np.zeros(slots.size, dtype=bool)
         changed[labels_group[fold]] = True
         kept = ~fold & changed[labels_group]
         renumber = np.cumsum(changed) - 1
         self.store.scatter("labels", slots[changed], labels[kept], renumber[labels_group[kept]])
+
+    def _remember(self, slots: np.ndarray, watermark: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
+        """Append folded legitimate labels to the seen tables. A full table first drops the labels no longer
+        retained and then gets room for as many rows again as it keeps, so the cost per label stays O(1)."""
+        table = self.store.tables["seen"]
+        added = np.bincount(group, minlength=slots.size)
+        full = table.length[slots] + added > table.capacity[slots]
+        if full.any():
+            full_slots = full.nonzero()[0]
+            old, old_group = table.gather(slots[full_slots])
+            self.work["seen_rows_rewritten"] += len(old)
+            live = old[:, SEEN_TIME] > watermark[full_slots][old_group] - self._dedup_horizon_us()
+            kept = np.bincount(old_group[live], minlength=full_slots.size)
+            table.scatter(slots[full_slots], old[live], old_group[live], reserve=2 * (kept + added[full]))
+        table.append(slots, rows, group)

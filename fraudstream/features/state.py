@@ -14,7 +14,7 @@ from fraudstream.features import columnar as col
 from fraudstream.features.account import AccountFeatures
 from fraudstream.features.config import FEATURE_CODE_VERSION, FeatureConfig, feature_names
 from fraudstream.features.exceptions import MissingColumnsError, StateFormatError
-from fraudstream.features.merchant import MerchantFeatures
+from fraudstream.features.merchant import TABLES, MerchantFeatures
 from fraudstream.features.store import NO_TIME, KeyedStore
 from fraudstream.timeunits import MICROS_PER_HOUR, MICROS_PER_SECOND
 
@@ -31,7 +31,11 @@ REQUIRED_COLUMNS = (
     "longitude",
     "device_id",
 )
-SNAPSHOT_FORMAT = 1
+#: 2: merchants have a ``seen`` table (folded legitimate labels kept for deduplication).
+SNAPSHOT_FORMAT = 2
+#: Older formats restore() still reads: format 1 kept every label in the labels table, which the next
+#: event batch of each merchant folds as this code does, so an empty seen table is exact.
+READABLE_SNAPSHOT_FORMATS = (1, SNAPSHOT_FORMAT)
 #: Idle keys are swept at most once per hour of event time (expiry itself is exact: see store.expire).
 SWEEP_INTERVAL_US = MICROS_PER_HOUR
 
@@ -157,6 +161,13 @@ def encode_snapshot(config: FeatureConfig, clock: EventClock, arrays: dict[str, 
     return buffer.getvalue()
 
 
+def migrate_format_1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A format-1 snapshot's arrays as format 2: no merchant has a seen table yet."""
+    merchants = len(arrays.get("merchant.keys", ()))
+    return {**arrays, "merchant.seen": np.zeros((0, TABLES["seen"]), dtype=np.int64),
+            "merchant.seen.lengths": np.zeros(merchants, dtype=np.int64)}
+
+
 class FeatureState:
     """All feature state of one engine instance (or of a training replay)."""
 
@@ -227,11 +238,15 @@ class FeatureState:
             meta = orjson.loads(arrays.pop("meta").tobytes())
         except (ValueError, OSError, KeyError) as error:
             raise StateFormatError(f"not a feature-state snapshot: {error}") from None
-        if meta.get("format") != SNAPSHOT_FORMAT or meta.get("feature_code_version") != FEATURE_CODE_VERSION:
+        if (meta.get("format") not in READABLE_SNAPSHOT_FORMATS
+                or meta.get("feature_code_version") != FEATURE_CODE_VERSION):
             raise StateFormatError(
                 f"snapshot format {meta.get('format')} / feature code {meta.get('feature_code_version')} "
-                f"does not match this code ({SNAPSHOT_FORMAT} / {FEATURE_CODE_VERSION})"
+                f"does not match this code (format {' or '.join(map(str, READABLE_SNAPSHOT_FORMATS))} / "
+                f"feature code {FEATURE_CODE_VERSION})"
             )
+        if meta["format"] == 1:
+            arrays = migrate_format_1(arrays)
         state = cls(FeatureConfig.from_dict(meta["config"]))
         state.accounts.store.load_arrays("account", arrays)
         state.merchants.store.load_arrays("merchant", arrays)

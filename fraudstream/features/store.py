@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fraudstream.features import columnar as col
 from fraudstream.features.exceptions import StateFormatError
 
 #: "Never": far enough from int64 limits that subtracting a window cannot overflow.
@@ -46,36 +47,55 @@ class Arena:
         lengths = self.length[slots]
         return self.data[self._rows(slots, lengths)], np.repeat(np.arange(slots.size), lengths)
 
-    def scatter(self, slots: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
+    def scatter(self, slots: np.ndarray, rows: np.ndarray, group: np.ndarray,
+                reserve: np.ndarray | None = None) -> None:
+        """Replace the rows of every (distinct) slot; a block that must move gets room for twice its rows,
+        or for ``reserve`` rows per slot if that is more (room for appends to come)."""
         lengths = np.bincount(group, minlength=slots.size)
-        move = lengths > self.capacity[slots]
+        wanted = lengths if reserve is None else np.maximum(lengths, reserve)
+        move = wanted > self.capacity[slots]
         if move.any():
-            blocks = np.maximum(2 * lengths[move], MIN_BLOCK_ROWS)
+            blocks = np.maximum(np.maximum(2 * lengths[move], wanted[move]), MIN_BLOCK_ROWS)
             if self.end + int(blocks.sum()) <= len(self.data):
                 self.start[slots[move]] = self.end + np.cumsum(blocks) - blocks
                 self.capacity[slots[move]] = blocks
                 self.end += int(blocks.sum())
             else:
-                self._compact(slots, lengths)
+                blocks = np.maximum(np.maximum(2 * lengths, wanted), MIN_BLOCK_ROWS)
+                self._compact(slots, np.maximum(self.capacity[slots], blocks))
         self.length[slots] = lengths
         self.data[self._rows(slots, lengths)] = rows
 
-    def _compact(self, slots: np.ndarray, lengths: np.ndarray) -> None:
-        """Move every live block into a fresh array, each sized twice the length it is about to hold:
-        the new ``lengths`` for ``slots`` (their old rows are dropped, scatter rewrites them), the
-        current length for every other key; abandoned and evicted blocks are dropped. The array
-        gets as much room again at its end: amortized O(1) per row written, memory within a small
-        factor of peak data.
+    def append(self, slots: np.ndarray, rows: np.ndarray, group: np.ndarray) -> None:
+        """Add rows after each (distinct) slot's own; only blocks that overflow are copied (to twice their
+        new length), so appending costs the new rows, amortized."""
+        added = np.bincount(group, minlength=slots.size)
+        before = self.length[slots]
+        overflow = before + added > self.capacity[slots]
+        if overflow.any():
+            moved = slots[overflow]
+            old, old_group = self.gather(moved)
+            self.scatter(moved, old, old_group, reserve=2 * (before + added)[overflow])
+        order = np.argsort(group, kind="stable")
+        rank = col.rank_in_segment(group[order])
+        self.data[self.start[slots][group[order]] + before[group[order]] + rank] = rows[order]
+        self.length[slots] = before + added
 
-        Sizing the scattered slots by their new length matters: a block sized by its old length
-        would be overrun by the rows written next, into the block of the key after it."""
+    def _compact(self, slots: np.ndarray, blocks: np.ndarray) -> None:
+        """Move every live block into a fresh array: ``blocks`` rows for ``slots`` (their old rows are
+        dropped, scatter rewrites them), twice the current length for every other key; abandoned and
+        evicted blocks are dropped. The array gets as much room again at its end: amortized O(1) per
+        row written, memory within a small factor of peak data.
+
+        Sizing the scattered slots by what they are about to hold matters: a block sized by its old
+        length would be overrun by the rows written next, into the block of the key after it."""
         kept_length = self.length.copy()
         kept_length[slots] = 0
         kept_slots = np.flatnonzero(kept_length)
         kept = self.data[self._rows(kept_slots, kept_length[kept_slots])]
-        needed = kept_length.copy()
-        needed[slots] = lengths
-        self.capacity = np.where(needed > 0, np.maximum(2 * needed, MIN_BLOCK_ROWS), 0)
+        capacity = np.where(kept_length > 0, np.maximum(2 * kept_length, MIN_BLOCK_ROWS), 0)
+        capacity[slots] = blocks
+        self.capacity = capacity
         self.start = np.cumsum(self.capacity) - self.capacity
         self.end = int(self.capacity.sum())
         self.data = np.empty((2 * self.end, self.data.shape[1]), dtype=np.int64)

@@ -72,6 +72,8 @@ class Replay:
     seconds: float
     cpu_seconds: float
     stats: StateStats
+    #: The feature configuration replayed: a model trained with another one needs its own replay.
+    config: FeatureConfig = field(default_factory=FeatureConfig)
 
     @property
     def events_per_second(self) -> float:
@@ -189,4 +191,5 @@ def replay(
         states=states, chunk_events=chunk_events, progress=progress,
     )
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
-    return Replay(features, partitions, seconds, cpu_seconds, StateStats.total(state.stats() for state in states))
+    return Replay(features, partitions, seconds, cpu_seconds, StateStats.total(state.stats() for state in states),
+                  config or FeatureConfig())

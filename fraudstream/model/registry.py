@@ -9,6 +9,8 @@ Layout under ``models_dir``::
     PRODUCTION_HISTORY     JSON list of the versions promoted, oldest first, the current last: what
                            `model rollback` pops back to
     SHADOW                 the challenger scored beside production (no decisions), if any
+    RETRAIN_REQUESTED      JSON: a running engine saw drift on this production version; a scheduled
+                           `fraudstream retrain` runs early
 
 A version directory is built under a temporary name and renamed into place, so readers never see a
 half-written artifact. Loading verifies the manifest's signature, then re-hashes every file: an edited
@@ -40,6 +42,7 @@ MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "PRODUCTION"
 HISTORY_FILE = "PRODUCTION_HISTORY"
 SHADOW_FILE = "SHADOW"
+RETRAIN_FILE = "RETRAIN_REQUESTED"
 #: 2: signed (HMAC-SHA256). 1 carried a checksum of itself, which anyone editing it could recompute.
 MANIFEST_FORMAT = 2
 _VERSION = re.compile(r"^v\d{4,}$")
@@ -212,6 +215,21 @@ class Registry:
         except FileNotFoundError:
             return None
         return version or None
+
+    def request_retrain(self, version: str, reason: str) -> None:
+        """Mark ``version`` for retraining (drift seen by an engine); the scheduled retrain runs early."""
+        self._write(RETRAIN_FILE, orjson.dumps({"version": version, "reason": reason}).decode())
+
+    def retrain_request(self) -> dict[str, str] | None:
+        """The pending request for the current production version, or None (one for an older version is stale)."""
+        try:
+            request = orjson.loads((self.models_dir / RETRAIN_FILE).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return request if request.get("version") == self.production_version() else None
+
+    def clear_retrain_request(self) -> None:
+        (self.models_dir / RETRAIN_FILE).unlink(missing_ok=True)
 
     def _write(self, name: str, text: str) -> None:
         """Replace a small registry file atomically (write, fsync, rename)."""

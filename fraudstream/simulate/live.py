@@ -63,7 +63,14 @@ from fraudstream.simulate.backfill import (
     to_microseconds,
     transactions_table,
 )
-from fraudstream.simulate.normal import LEGITIMATE, Columns, plan_surprises, take_columns
+from fraudstream.simulate.normal import (
+    LEGITIMATE,
+    Columns,
+    concat_columns,
+    empty_columns,
+    plan_surprises,
+    take_columns,
+)
 from fraudstream.simulate.population import Population, build_population, labelled_ids_of
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
 from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
@@ -82,7 +89,7 @@ HACKER_FRAUD_SHARE = 0.3
 CHUNK_DAYS = 7
 WEEK_US = CHUNK_DAYS * MICROS_PER_DAY
 #: Events simulated at once at most (about): a bigger population's week is split into windows.
-WINDOW_ROWS = 1_000_000
+WINDOW_ROWS = 500_000
 #: Events encoded at once and handed to the sender.
 CHUNK_ROWS = 50_000
 #: The Kafka client's local queue (kilobytes): about five seconds of traffic at 50,000 events/s.
@@ -202,7 +209,8 @@ class TrafficSource:
         self.sent_numbers = 0
         week_events = float(self.population.transactions_per_day.sum(dtype=np.float64)) * CHUNK_DAYS / (
             1.0 - self.fraud_share)
-        self.windows_per_week = max(1, math.ceil(week_events / WINDOW_ROWS))
+        # Whole days (7 a week) or hours: a window of a fractional number of days would fold a day's rhythm.
+        self.windows_per_week = 1 if week_events <= WINDOW_ROWS else 7 * math.ceil(week_events / WINDOW_ROWS / 7)
         self._windows: Iterator[tuple[int, int, Columns]] | None = None
         self._peeked: tuple[int, int, Columns] | None = None
 
@@ -222,6 +230,7 @@ class TrafficSource:
         """(start, end, this mode's columns) of each window in order; one generator per week plans the
         week's surprises and then simulates its windows one after another."""
         week = 0
+        carried = empty_columns()
         while True:
             rng = np.random.default_rng([self.seed, 3, week])
             begin = self.start_us + week * WEEK_US
@@ -234,8 +243,22 @@ class TrafficSource:
                 if self.mode is not Mode.all:
                     fraud = columns["scenario"] != LEGITIMATE
                     columns = take_columns(columns, np.flatnonzero(fraud if self.mode is Mode.hacker else ~fraud))
+                if self.windows_per_week > 1:
+                    columns, carried = _carry_over(carried, columns, end)
                 yield start, end, columns
             week += 1
+
+    def take_events(self, count: int) -> Columns:
+        """The next ``count`` simulated events as columns, not encoded (benches feed them to the feature
+        core); the rest of the last window simulated is dropped."""
+        parts: list[Columns] = []
+        while sum(len(part["time_us"]) for part in parts) < count:
+            if self._peeked is not None:
+                window, self._peeked = self._peeked, None
+            else:
+                window = next(self._window_iterator())
+            parts.append(window[2])
+        return {name: values[:count] for name, values in concat_columns(parts).items()}
 
     def _encoded_chunks(self) -> Iterator[Chunk]:
         """Windows cut into chunks of at most ``CHUNK_ROWS`` rows, numbered in order."""
@@ -267,6 +290,17 @@ class TrafficSource:
                      table.column("account_id").cast(pa.string()).cast(pa.binary()).to_pylist(),
                      columns["account"].copy(), columns["merchant"].copy(), columns["scenario"].copy(),
                      columns["time_us"].astype(np.int64), first, self.id_prefix)
+
+
+def _carry_over(carried: Columns, columns: Columns, end_us: int) -> tuple[Columns, Columns]:
+    """A window's rows merged with those carried from earlier windows, split at the window's end:
+    (rows to send now, in time order; rows after the end, for the next windows). A fraud incident that
+    starts near the end of a short window continues in the next ones instead of arriving early."""
+    merged = concat_columns([carried, columns])
+    merged = take_columns(merged, np.argsort(merged["time_us"], kind="stable"))
+    now = int(np.searchsorted(merged["time_us"], end_us, side="left"))
+    return ({name: values[:now] for name, values in merged.items()},
+            {name: values[now:] for name, values in merged.items()})
 
 
 def accounts_for_rate(rate: float, seed: int = 7, merchants: int = 2_000) -> int:

@@ -46,6 +46,10 @@ VPN_SHARE = 0.003
 TRIP_EVERY_DAYS = 120.0
 NEW_DEVICE_EVERY_DAYS = 150.0
 FLIGHT_SPEED_KMH = 700.0
+#: Share of an account's transactions at its own active hours (the rest at any hour).
+HABITUAL_SHARE = 0.85
+#: Accounts per step when rates are computed per account and hour (bounded temporary arrays).
+_INTENSITY_BLOCK = 1_048_576
 
 
 def concat_columns(parts: list[Columns]) -> Columns:
@@ -179,26 +183,65 @@ def plan_surprises(population: Population, rng: np.random.Generator, start_us: i
     return Surprises(travellers, trip_start, trip_end, trip_city, flight, buyers, new_device)
 
 
-def normal_traffic(population: Population, surprises: Surprises, rng: np.random.Generator,
-                   block_start_us: int, block_end_us: int) -> Columns:
-    """Legitimate transactions of every account in [block_start_us, block_end_us), unsorted."""
+def _times_over_days(population: Population, rng: np.random.Generator, block_start_us: int,
+                     block_end_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Accounts and times of a block of whole days: weekly seasonality picks the day, the account's
+    active hours (local time) pick the hour."""
     span_us = block_end_us - block_start_us
     days = max(1, int(np.ceil(span_us / MICROS_PER_DAY)))
     counts = rng.poisson(population.transactions_per_day * span_us / MICROS_PER_DAY)
-    accounts = np.repeat(np.arange(population.accounts), counts)
+    active = np.flatnonzero(counts)
+    accounts = np.repeat(active, counts[active])
     size = len(accounts)
-
-    # When: weekly seasonality picks the day, the account's active hours (local time) pick the hour.
     first_day = block_start_us // MICROS_PER_DAY
     day_weights = WEEKDAY_FACTOR[(first_day + np.arange(days) + 3) % 7]
     day = first_day + rng.choice(days, size=size, p=day_weights / day_weights.sum())
-    habitual = rng.random(size) < 0.85
+    habitual = rng.random(size) < HABITUAL_SHARE
     local_hour = np.where(habitual,
                           rng.normal(population.active_hour_center[accounts], population.active_hour_width[accounts]),
                           rng.uniform(0.0, 24.0, size)) % 24.0
     utc_hour = local_hour - utc_offset_hours(population, population.home_city[accounts])
     time_us = day * MICROS_PER_DAY + (utc_hour * MICROS_PER_HOUR).astype(np.int64)
-    time_us = block_start_us + (time_us - block_start_us) % span_us
+    return accounts, block_start_us + (time_us - block_start_us) % span_us
+
+
+def _times_within_a_day(population: Population, rng: np.random.Generator, block_start_us: int,
+                        block_end_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Accounts and times of a block shorter than a day (a big population's window), hour by hour:
+    each account's count follows its rate at that hour (its active hours in local time, the weekday),
+    the same intensity ``_times_over_days`` draws from, and times are uniform inside the hour."""
+    offset_of_city = utc_offset_hours(population, np.arange(len(population.city_country)))
+    accounts_parts: list[np.ndarray] = []
+    times_parts: list[np.ndarray] = []
+    for step_start in range(block_start_us, block_end_us, MICROS_PER_HOUR):
+        step_us = min(block_end_us, step_start + MICROS_PER_HOUR) - step_start
+        middle = step_start + step_us // 2
+        weekday = WEEKDAY_FACTOR[(middle // MICROS_PER_DAY + 3) % 7]
+        utc_hour = (middle % MICROS_PER_DAY) / MICROS_PER_HOUR
+        for first in range(0, population.accounts, _INTENSITY_BLOCK):
+            block = slice(first, first + _INTENSITY_BLOCK)
+            width = population.active_hour_width[block].astype(np.float64)
+            local = utc_hour + offset_of_city[population.home_city[block]]
+            distance = (local - population.active_hour_center[block] + 12.0) % 24.0 - 12.0
+            habit = np.exp(-0.5 * (distance / width) ** 2) / (width * np.sqrt(2 * np.pi))
+            per_hour = HABITUAL_SHARE * habit + (1 - HABITUAL_SHARE) / 24.0
+            expected = population.transactions_per_day[block] * weekday * per_hour * (step_us / MICROS_PER_HOUR)
+            counts = rng.poisson(expected)
+            active = np.flatnonzero(counts)
+            accounts = first + np.repeat(active, counts[active])
+            accounts_parts.append(accounts)
+            times_parts.append(step_start + (rng.random(len(accounts)) * step_us).astype(np.int64))
+    return np.concatenate(accounts_parts), np.concatenate(times_parts)
+
+
+def normal_traffic(population: Population, surprises: Surprises, rng: np.random.Generator,
+                   block_start_us: int, block_end_us: int) -> Columns:
+    """Legitimate transactions of every account in [block_start_us, block_end_us), unsorted."""
+    span_us = block_end_us - block_start_us
+    if span_us < MICROS_PER_DAY:
+        accounts, time_us = _times_within_a_day(population, rng, block_start_us, block_end_us)
+    else:
+        accounts, time_us = _times_over_days(population, rng, block_start_us, block_end_us)
 
     # Drop what cannot happen: before the account existed, or while its owner is on a plane.
     trip_start, trip_end, trip_city, flight = surprises.trips(accounts)

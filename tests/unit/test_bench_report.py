@@ -65,3 +65,15 @@ def test_the_report_takes_the_newest_table_of_each_bench(report, tmp_path) -> No
     text = document.read_text()
     assert "new" in text and "old" not in text and "only" in text
     assert text.index("## bench_a") < text.index("## bench_b")
+
+
+def test_targets_are_judged_and_collected_into_one_table(report, tmp_path, monkeypatch) -> None:
+    assert report.Target("drain", 60_000, 50_000, 75_000).verdict() == "floor met"
+    assert report.Target("p99", 40.0, 100.0, 50.0, " ms", "lower").verdict() == "goal met"
+    assert report.Target("p99", 120.0, 100.0, 50.0, " ms", "lower").verdict() == "below floor"
+    assert report.Target("start", None, 1.5, 1.0).verdict() == "not measured"
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    with report.BenchRun("bench_example") as run:
+        run.target("backlog drain", 60_000.0, 50_000, 75_000, " ev/s")
+    text = report.collect(tmp_path, tmp_path / "benchmarks.md").read_text()
+    assert "## Targets" in text and "| backlog drain | 60,000 ev/s | 50,000 ev/s | 75,000 ev/s | floor met |" in text

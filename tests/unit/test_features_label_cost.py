@@ -1,5 +1,6 @@
-"""Label application at the cost of the new labels: same features as the full re-sort it replaced, and
-work per batch that does not follow the stored labels (definitions: fraudstream/features/merchant.py)."""
+"""Label application at the cost of the new labels: same features as the full re-sort that kept every label
+until the fraud window + lateness (legitimate labels now fold after the lateness), and work per batch that
+does not follow the stored labels (definitions: fraudstream/features/merchant.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from frames import ORIGIN_US, labels
 from fraudstream.events.contract import LABEL_COLUMNS
 from fraudstream.features import FeatureConfig, MerchantFeatures
 from fraudstream.features import columnar as col
-from fraudstream.features.merchant import LABEL_TIME, LABEL_TRANSACTION_HASH
+from fraudstream.features.merchant import (
+    LABEL_IS_FRAUD,
+    LABEL_TIME,
+    LABEL_TRANSACTION_HASH,
+    SEEN_TIME,
+    SEEN_TRANSACTION_HASH,
+)
+from fraudstream.features.store import NO_TIME
 
 pytestmark = pytest.mark.unit
 #: Short windows so that labels fold, merchants expire and transactions are labeled again after a fold.
@@ -20,8 +28,12 @@ CONFIG = FeatureConfig(merchant_windows_s=(60, 600), merchant_fraud_window_s=300
 
 
 class ResortingMerchantFeatures(MerchantFeatures):
-    """The previous apply_labels, kept here as the reference: gather every stored label of the touched
-    merchants, append the new ones and lexsort the lot (first label per transaction wins)."""
+    """The previous label handling, kept here as the reference: every label stays one by one until the
+    watermark passes it by the fraud window + lateness, and apply_labels gathers every stored label of the
+    touched merchants, appends the new ones and lexsorts the lot (first label per transaction wins)."""
+
+    def _fold_horizon_us(self, is_fraud: np.ndarray) -> np.ndarray:
+        return np.full(is_fraud.shape, self._dedup_horizon_us())
 
     def apply_labels(self, labels: pd.DataFrame) -> None:
         labels = labels[labels["merchant_id"].notna()]
@@ -68,11 +80,30 @@ def label_batch(rng: np.random.Generator, now_s: int, size: int, merchants: int,
     }).astype(LABEL_COLUMNS)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_same_features_and_state_as_the_full_resort(seed: int) -> None:
+def retained_transactions(state: MerchantFeatures, key: str) -> set[int]:
+    """Transactions whose next label at this merchant would be ignored as a duplicate."""
+    slot = state.store.index[key]
+    unfolded = set(state.store.rows("labels", key)[:, LABEL_TRANSACTION_HASH].tolist())
+    seen = state.store.rows("seen", key)
+    after = int(state.store.scalars[slot]["watermark_us"]) - state._dedup_horizon_us()
+    return unfolded | set(seen[seen[:, SEEN_TIME] > after, SEEN_TRANSACTION_HASH].tolist())
+
+
+def merchant_late(state: MerchantFeatures, batch: pd.DataFrame) -> np.ndarray:
+    """Events more than the lateness behind their merchant's watermark (before the batch)."""
+    index, scalars = state.store.index, state.store.scalars
+    watermark = np.array([scalars[index[m]]["watermark_us"] if m in index else NO_TIME
+                          for m in batch["merchant_id"]], dtype=np.int64)
+    return (watermark > NO_TIME) & (batch["event_time_us"].to_numpy() < watermark - CONFIG.allowed_lateness_s * 10**6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_same_features_and_duplicates_as_the_full_resort(seed: int) -> None:
+    """Identical features for events within the lateness; beyond it only the label count (and so the rate)
+    may be higher, by legitimate labels folded early, and the fraud count in the window stays exact."""
     rng = np.random.default_rng(seed)
     ours, reference = MerchantFeatures(CONFIG), ResortingMerchantFeatures(CONFIG)
-    now_s = 0
+    now_s, late_rows = 0, 0
     for step in range(60):
         now_s += int(rng.integers(0, 120)) + (3_000 if step == 30 else 0)  # one gap past the merchant TTL
         if rng.random() < 0.5:
@@ -80,9 +111,31 @@ def test_same_features_and_state_as_the_full_resort(seed: int) -> None:
             ours.apply_labels(feedback)
             reference.apply_labels(feedback)
         batch = events(rng, now_s, int(rng.integers(1, 30)), merchants=6)
-        pd.testing.assert_frame_equal(ours.process(batch), reference.process(batch))
+        late = merchant_late(reference, batch)
+        late_rows += int(late.sum())
+        got, expected = ours.process(batch), reference.process(batch)
+        pd.testing.assert_frame_equal(got[~late], expected[~late])
+        pd.testing.assert_series_equal(got["merchant_fraud_count_5min"], expected["merchant_fraud_count_5min"])
+        assert (got["merchant_label_count"] >= expected["merchant_label_count"]).all()
         for key in reference.store.index:
-            np.testing.assert_array_equal(ours.store.rows("labels", key), reference.store.rows("labels", key))
+            assert retained_transactions(ours, key) == retained_transactions(reference, key)
+            mine, theirs = (state.store.scalars[state.store.index[key]] for state in (ours, reference))
+            assert mine["folded_label_count"] + len(ours.store.rows("labels", key)) == (
+                theirs["folded_label_count"] + len(reference.store.rows("labels", key)))
+    assert late_rows > 0
+
+
+def test_only_fraud_labels_and_labels_within_the_lateness_stay_one_by_one() -> None:
+    state = MerchantFeatures(CONFIG)
+    state.apply_labels(labels([{"transaction_id": f"t{n}", "merchant_id": "m0", "seconds": n, "is_fraud": n % 10 == 0}
+                               for n in range(100)]))
+    state.process(events(np.random.default_rng(1), 200, 5, merchants=1))  # watermark ~ 200 s: lateness 30 s
+    stored = state.store.rows("labels", "m0")
+    legitimate = stored[stored[:, LABEL_IS_FRAUD] == 0]
+    watermark_s = (int(state.store.scalars[state.store.index["m0"]]["watermark_us"]) - ORIGIN_US) / 1e6
+    assert (legitimate[:, LABEL_TIME] > ORIGIN_US + (watermark_s - 30) * 1e6).all()
+    assert stored[:, LABEL_IS_FRAUD].sum() == 10  # every fraud label: all within the 5 min window + lateness
+    assert len(state.store.rows("seen", "m0")) == 100 - len(stored)
 
 
 def test_duplicate_is_ignored_until_the_first_label_folds_as_before() -> None:
@@ -110,6 +163,7 @@ def test_restored_state_still_deduplicates() -> None:
     restored.apply_labels(feedback)
     for key in original.store.index:
         np.testing.assert_array_equal(restored.store.rows("labels", key), original.store.rows("labels", key))
+        assert retained_transactions(restored, key) == retained_transactions(original, key)
 
 
 @pytest.mark.parametrize("stored_batches", [1, 10, 100])
@@ -123,3 +177,22 @@ def test_rows_sorted_per_batch_follow_the_new_labels_not_the_stored_ones(stored_
     before = state.work["label_rows_sorted"]
     state.apply_labels(label_batch(rng, stored_batches, 200, merchants=4, transactions=10**9))
     assert state.work["label_rows_sorted"] - before <= 200
+
+
+@pytest.mark.parametrize("stored_batches", [1, 10, 100])
+def test_event_batches_read_only_the_labels_features_need_one_by_one(stored_batches: int) -> None:
+    """Legitimate labels in effect for longer than the lateness are counted, not read again by every event
+    batch; keeping them for deduplication costs O(1) rows written per label, amortized."""
+    rng = np.random.default_rng(stored_batches)
+    state = MerchantFeatures(FeatureConfig())  # a week's fraud window, 300 s lateness
+    for number in range(stored_batches + 1):
+        now_s = 1_000 * (number + 1)
+        feedback = label_batch(rng, now_s - 500, 200, merchants=4, transactions=10**9).assign(is_fraud=False)
+        state.apply_labels(feedback)
+        before = state.work["label_rows_read"]
+        state.process(events(rng, now_s, 50, merchants=4))
+        read = state.work["label_rows_read"] - before
+    stored = sum(len(state.store.rows("seen", key)) for key in state.store.index)
+    assert stored >= stored_batches * 80  # merchants with events: all deduplicating, none read by event batches
+    assert read <= 200
+    assert state.work["seen_rows_rewritten"] <= 2 * stored

@@ -250,3 +250,37 @@ def test_no_single_event_changes_the_features_of_other_accounts(position: int, s
     got = features(mixed)
     got = got[mixed["transaction_id"].to_numpy() != "stranger"].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_a_format_1_snapshot_restores_to_the_same_state_as_this_code_runs() -> None:
+    """Format 1 kept every label until the fraud window + lateness (no seen table): restored, the next batches
+    fold what this code folds, so features and deduplication go on exactly as an uninterrupted run."""
+    import orjson
+
+    from fraudstream.features import merchant
+
+    class FormatOneMerchants(merchant.MerchantFeatures):
+        def _fold_horizon_us(self, is_fraud: np.ndarray) -> np.ndarray:
+            return np.full(is_fraud.shape, self._dedup_horizon_us())
+
+    events, feedback = stream(400)
+    uninterrupted = FeatureState()
+    old = FeatureState()
+    old.merchants = FormatOneMerchants(old.config)
+    for state in (uninterrupted, old):
+        state.apply_labels(feedback.iloc[:150])
+        state.process(events.iloc[:200])
+    with np.load(io.BytesIO(old.snapshot()), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files if not name.startswith("merchant.seen")}
+    meta = {**orjson.loads(arrays.pop("meta").tobytes()), "format": 1}
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), **arrays)
+    restored = FeatureState.restore(buffer.getvalue())
+    for state in (uninterrupted, restored):
+        state.apply_labels(feedback.iloc[100:])  # a third of them duplicates
+    pd.testing.assert_frame_equal(restored.process(events.iloc[200:]), uninterrupted.process(events.iloc[200:]),
+                                  check_exact=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.frombuffer(orjson.dumps({**meta, "format": 0}), dtype=np.uint8), **arrays)
+    with pytest.raises(StateFormatError, match="snapshot format 0"):
+        FeatureState.restore(buffer.getvalue())

@@ -193,3 +193,17 @@ def test_a_shadow_version_is_kept_until_it_is_promoted_or_cleared(tmp_path: Path
     assert registry.shadow_version() is None
     with pytest.raises(ArtifactError, match="no model version"):
         registry.set_shadow("v0009")
+
+
+def test_a_retraining_request_holds_for_the_production_version_it_names(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2))
+    registry.promote(first)
+    assert registry.retrain_request() is None
+    registry.request_retrain(first, "drift above PSI 0.2: {'amount': 0.4}")
+    assert registry.retrain_request() == {"version": first, "reason": "drift above PSI 0.2: {'amount': 0.4}"}
+    registry.promote(second)  # another model serves now: the request is stale
+    assert registry.retrain_request() is None
+    registry.clear_retrain_request()
+    registry.rollback()
+    assert registry.retrain_request() is None
