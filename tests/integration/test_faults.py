@@ -360,7 +360,7 @@ def test_sigterm_during_a_broker_outage_stops_promptly_and_loses_nothing(
     sent = sent.assign(transaction_id=prefix + sent["transaction_id"])
     processor = run.start("member")
     try:
-        run.wait_for_log("member", "partition assigned", 1, processor)
+        run.wait_until_assigned(processor)
         started = threading.Event()
         producer = threading.Thread(target=publish_paced, daemon=True, args=(run.settings, sent, RATE, started))
         producer.start()
