@@ -3,27 +3,30 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 FS := $(VENV)/bin/fraudstream
+PGLITE := tools/pglite-timescale
 DEMO_SECONDS ?= 60
 # e.g. `make demo DEMO_ARGS=--keep`: traffic, the processor and the analyst console go on after the summary
 # until Ctrl-C
 DEMO_ARGS ?=
 
-.PHONY: demo test setup system-deps services audit lint bench down clean dashboards docker docker-images compose-env test-docker
+.PHONY: demo test setup system-deps services audit lint bench bench-report down clean dashboards docker docker-images compose-env test-docker
 
 demo: setup services
 	$(FS) demo --duration $(DEMO_SECONDS) $(DEMO_ARGS)
 
-# The compose test (marker docker) builds images from scratch on a fresh machine (~20 min here, more than the
-# CI budget leaves): `make test-docker` runs it; `make test TEST_ARGS=` runs everything.
-TEST_ARGS ?= -m "not docker"
+# Everything, the compose test (marker docker) included: it runs last, and its images are built in the
+# background from the start (tests/e2e/conftest.py). Narrow it with e.g. TEST_ARGS='-m "not docker"'.
+TEST_ARGS ?=
 
 test: setup
-	scripts/run-tests.sh $(TEST_ARGS)
+	@status=0; scripts/run-tests.sh $(TEST_ARGS) || status=$$?; \
+	$(VENV)/bin/python scripts/audit-deps.py --warn-unaudited || status=$$?; exit $$status
 
-test-docker: setup docker
+# The compose test alone (it installs and starts Docker itself: scripts/install-docker.sh).
+test-docker: setup
 	$(VENV)/bin/pytest -m docker tests/e2e/test_compose_stack.py
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(PGLITE)/node_modules/.installed
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -32,6 +35,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# TimescaleDB in PGlite (WASM), pinned by its package-lock.json: the tests of the TimescaleDB schema flavour
+# run against it (tests/integration/test_timescale_flavour.py), as no TimescaleDB server is installable here.
+$(PGLITE)/node_modules/.installed: $(PGLITE)/package.json $(PGLITE)/package-lock.json
+	cd $(PGLITE) && npm ci --silent
 	touch $@
 
 services: setup
@@ -43,8 +52,9 @@ services: setup
 dashboards: setup
 	$(FS) monitoring dashboards --out deploy
 
-# Known vulnerabilities in the pinned constraints (pip-audit); fails on one with a fix, or when the
-# vulnerability service could not be reached for a package.
+# Known vulnerabilities in the pinned constraints: pip-audit, then PyPI's project JSON for the packages it
+# could not look up (it answers for pins at the latest release). Fails on a vulnerability with a fix, and on a
+# package not audited; `make test` runs it with --warn-unaudited (those listed, failing only if none was audited).
 audit: setup
 	$(VENV)/bin/python scripts/audit-deps.py
 
@@ -52,8 +62,18 @@ lint: setup
 	$(VENV)/bin/ruff check fraudstream tests bench
 	$(VENV)/bin/lint-imports
 
+# Every bench/bench_*.py at its default sizes (not part of `make test`), then docs/benchmarks.md from the results.
+# A subset: `make bench BENCHES="bench/bench_decode.py bench/bench_spark.py"`; extra flags for each: BENCH_ARGS.
+BENCHES ?= $(wildcard bench/bench_*.py)
+BENCH_ARGS ?=
+
 bench: setup services
-	@for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done
+	@for script in $(BENCHES); do echo "== $$script"; $(VENV)/bin/python $$script $(BENCH_ARGS) || exit 1; done
+	$(MAKE) bench-report
+
+# docs/benchmarks.md from the newest table of each bench in bench/results/ (each states machine, load, commit).
+bench-report:
+	$(VENV)/bin/python bench/_report.py
 
 down:
 	$(FS) services down

@@ -2,21 +2,18 @@
 the overview refresh (the 005 views against the same figures from raw rows), and 20 SSE clients against
 one shared query loop (rounds and database transactions counted).
 
-    .venv/bin/python bench/bench_console.py [--rows 10000000] [--repeats 5] [--clients 20] [--seconds 10]
+    .venv/bin/python bench/bench_console.py [--rows 10000000] [--repeat 5] [--clients 20] [--seconds 10]
 
 The table lives in a database of its own on the project's server (``fraudstream_bench_console``), filled
 once with ``--rows`` scored transactions over 30 days (2 % flagged, one label per ten transactions, written
 times spread like a live stream's) and kept for the next run (``--refill`` rebuilds it). Each time figure is
-the median of ``--repeats`` runs of the function a page calls, measured in this process (server time,
+the median (min-max) of ``--repeat`` runs of the function a page calls, measured in this process (server time,
 no HTTP). Targets from issue 13: overview refresh <= 200 ms, queue page <= 150 ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -27,11 +24,11 @@ from typing import Any
 
 import httpx
 import psycopg
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from fraudstream.config import POSTGRES_APP_ROLE, get_settings
 from fraudstream.console import aggregates, cases
@@ -42,7 +39,6 @@ from fraudstream.services import postgres
 from fraudstream.store.schema import migrate
 from fraudstream.timeunits import MICROS_PER_DAY
 
-RESULTS = Path(__file__).parent / "results" / "bench_console.json"
 DATABASE = "fraudstream_bench_console"
 CHUNK = 500_000
 PASSWORD = "bench password 1"
@@ -84,11 +80,11 @@ _RAW_OVERVIEW = (
 
 @dataclass(frozen=True)
 class Timing:
-    """Medians of one call: wall time, and CPU time of the database backend plus this process (the work
-    itself, which a loaded shared machine does not inflate the way it inflates wall time)."""
+    """Spreads (median, min, max) of one call: wall time, and CPU time of the database backend plus this
+    process (the work itself, which a loaded shared machine does not inflate the way it inflates wall time)."""
 
-    wall_ms: float
-    cpu_ms: float
+    wall_ms: dict[str, float | int | None]
+    cpu_ms: dict[str, float | int | None]
 
 
 def _backend_cpu_ns(pid: int) -> int:
@@ -105,7 +101,7 @@ def median_ms(connection: psycopg.Connection, function: Callable[[], Any], repea
         function()
         walls.append((time.perf_counter() - began) * 1000)
         cpus.append((_backend_cpu_ns(pid) - backend + time.process_time_ns() - own) / 1e6)
-    return Timing(statistics.median(walls), statistics.median(cpus))
+    return Timing(spread(walls), spread(cpus))
 
 
 def prepare(url: str, rows: int, refill: bool, out: Console) -> None:
@@ -267,7 +263,7 @@ def sse_figures(url: str, clients: int, seconds: float) -> dict[str, dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    add_repeat_argument(parser, default=5)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--refill", action="store_true", help="Drop and refill the bench database.")
@@ -275,30 +271,20 @@ def main() -> None:
     out = Console()
     url = make_conninfo(get_settings().database_url, dbname=DATABASE)
     prepare(url, args.rows, args.refill, out)
-    timings = {**queue_figures(url, args.repeats), **overview_figures(url, args.repeats)}
-    sse = sse_figures(url, args.clients, args.seconds)
+    with BenchRun("bench_console", settings=vars(args)) as run:
+        timings = {**queue_figures(url, args.repeat), **overview_figures(url, args.repeat)}
+        sse = sse_figures(url, args.clients, args.seconds)
 
-    load = os.getloadavg()[0]
-    table = Table(title=f"console server time, {args.rows:,} transactions, median of {args.repeats} "
-                        f"(load average {load:.1f} on {os.cpu_count()} CPUs)")
-    table.add_column("what")
-    table.add_column("wall ms", justify="right")
-    table.add_column("CPU ms (database + client)", justify="right")
-    for name, value in timings.items():
-        table.add_row(name, f"{value.wall_ms:,.1f}", f"{value.cpu_ms:,.1f}")
-    out.print(table)
-    loop = Table(title=f"overview stream, {args.seconds:g} s per phase: one shared query loop")
-    loop.add_column("what")
-    for phase in sse:
-        loop.add_column(phase, justify="right")
-    for name in next(iter(sse.values())):
-        loop.add_row(name, *(f"{figures[name]:,.2f}" if isinstance(figures[name], float) else f"{figures[name]:,}"
-                             for figures in sse.values()))
-    out.print(loop)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "rows": args.rows, "repeats": args.repeats, "load_average": os.getloadavg(),
-        "milliseconds": {name: asdict(value) for name, value in timings.items()}, "stream": sse}, indent=2) + "\n")
+        rows = [[name, format_spread(value.wall_ms, 1), format_spread(value.cpu_ms, 1)]
+                for name, value in timings.items()]
+        run.table(f"console server time, {args.rows:,} transactions", ["what", "wall ms", "CPU ms (database + client)"],
+                  rows, note=f"median (min-max) of {args.repeat} calls each")
+        phases = list(sse)
+        loop = [[name, *(f"{figures[name]:,.2f}" if isinstance(figures[name], float) else f"{figures[name]:,}"
+                         for figures in sse.values())] for name in next(iter(sse.values()))]
+        run.table(f"overview stream, {args.seconds:g} s per phase: one shared query loop", ["what", *phases], loop)
+        run.figures.update({"rows": args.rows, "repeats": args.repeat,
+                            "milliseconds": {name: asdict(value) for name, value in timings.items()}, "stream": sse})
 
 
 if __name__ == "__main__":

@@ -10,31 +10,26 @@ clock as the writer stamps them: the views' live tail, which every panel aggrega
 size is the write rate times the refresher's interval: 10,000 = 2 s at 5,000 events/s. "raw" runs each
 panel's exact SQL with the views shadowed by temporary views that aggregate the whole table at query
 time (no rollup), ``--raw-repeat`` times, each stopped after ``--raw-timeout-s`` (reported as
-"> timeout"). Median of ``--repeat`` runs.
+"> timeout"). Median (min-max) of ``--repeat`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
+from _database import scratch_database
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from psycopg import sql
 from rich.console import Console
-from rich.table import Table
 
 from fraudstream.config import get_settings
 from fraudstream.monitoring import overview
 from fraudstream.monitoring.sql import expand
 from fraudstream.services import manager
-from fraudstream.store.schema import migrate
 
-RESULTS = Path(__file__).parent / "results" / "bench_dashboards.json"
 VIEWS = {"scored_per_minute": "scored", "segments_per_minute": "segments", "alert_merchants_per_minute":
          "alert_merchants", "alert_reasons_per_minute": "alert_reasons", "latency_per_minute": "latency",
          "label_outcomes_per_minute": "label_outcomes"}
@@ -106,9 +101,9 @@ def shadow_views(connection: psycopg.Connection) -> None:
 
 
 def time_panels(connection: psycopg.Connection, start: datetime, end: datetime, repeat: int,
-                console: Console) -> dict[str, float | None]:
-    """Median milliseconds per panel; None when a run hit the session's statement_timeout."""
-    medians: dict[str, float | None] = {}
+                console: Console) -> dict[str, dict[str, float | int | None]]:
+    """Milliseconds per panel, median (min-max) of the runs; no runs when one hit the statement_timeout."""
+    timings: dict[str, dict[str, float | int | None]] = {}
     for query in overview.PANELS:
         text = expand(query.sql, start, end, "5m", {"model_version": "all"})
         runs = []
@@ -120,26 +115,29 @@ def time_panels(connection: psycopg.Connection, start: datetime, end: datetime, 
                 runs = []
                 break
             runs.append((time.perf_counter() - began) * 1000)
-        medians[query.title] = statistics.median(runs) if runs else None
-        console.print(f"  {query.title}: {medians[query.title] or 'timeout'}")
-    return medians
+        timings[query.title] = spread(runs)
+        console.print(f"  {query.title}: {format_spread(timings[query.title], 1) if runs else 'timeout'}")
+    return timings
 
 
-def _ms(value: float | None, timeout_s: float) -> str:
-    return f"{value:,.1f}" if value is not None else f"> {timeout_s * 1000:,.0f}"
+def _ms(value: dict[str, float | int | None], timeout_s: float) -> str:
+    return format_spread(value, 1) if value["runs"] else f"> {timeout_s * 1000:,.0f}"
 
 
-def markdown(results: dict) -> str:
-    """The results as the Markdown table the README shows (``--report`` prints it from the JSON)."""
-    timeout = results["raw_timeout_s"]
-    lines = [f"Last 6 h of {results['rows']:,} rows + {results['labels']:,} labels; ms, views median of "
-             f"{results['repeat']}, raw scans median of {results['raw_repeat']}; the last "
-             f"{results.get('tail_rows', 0):,} rows written after the rollups' refresh (the live tail); that "
-             f"refresh of the other rows took {results['refresh_s']:.1f} s.", "",
-             "| panel | views (ms) | raw scan (ms) |", "| --- | ---: | ---: |"]
-    for title, view_ms in results["views_ms"].items():
-        lines.append(f"| {title} | {_ms(view_ms, 0)} | {_ms(results['raw_ms'][title], timeout)} |")
-    return "\n".join(lines)
+def measure(args: argparse.Namespace, url: str, console: Console) -> tuple[float, dict, dict]:
+    """Fill the scratch database, time every panel through the views and over raw scans."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(hours=6)
+    with psycopg.connect(url, autocommit=True) as connection:
+        console.print(f"[bold]filling[/] {args.rows:,} rows over the last 6 h, {args.labels:,} labels")
+        refresh_s = fill(connection, args.rows, args.labels, args.tail_rows, start, console)
+        console.print("[bold]panels through the views[/]")
+        views = time_panels(connection, start, end, args.repeat, console)
+        shadow_views(connection)
+        connection.execute(f"SET statement_timeout = {int(args.raw_timeout_s * 1000)}")
+        console.print("[bold]panels over raw scans[/]")
+        raw = time_panels(connection, start, end, args.raw_repeat, console)
+    return refresh_s, views, raw
 
 
 def main() -> None:
@@ -147,57 +145,31 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--labels", type=int, default=50_000)
     parser.add_argument("--tail-rows", type=int, default=10_000, help="Rows written after the last refresh.")
-    parser.add_argument("--repeat", type=int, default=5)
+    add_repeat_argument(parser, default=5)
     parser.add_argument("--raw-repeat", type=int, default=1, help="Runs of each raw scan (they take seconds).")
     parser.add_argument("--raw-timeout-s", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
-    parser.add_argument("--report", action="store_true", help="Only print the last results as Markdown.")
     args = parser.parse_args()
     console = Console()
-    if args.report:
-        print(markdown(json.loads(RESULTS.read_text())))
-        return
     settings = get_settings()
     manager.up(settings, ["postgres"])
-    name = f"bench_dashboards_{uuid.uuid4().hex[:6]}"
-    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        migrate(url)
-        end = datetime.now(UTC).replace(second=0, microsecond=0)
-        start = end - timedelta(hours=6)
-        with psycopg.connect(url, autocommit=True) as connection:
-            console.print(f"[bold]filling[/] {args.rows:,} rows over the last 6 h, {args.labels:,} labels")
-            refresh_s = fill(connection, args.rows, args.labels, args.tail_rows, start, console)
-            console.print("[bold]panels through the views[/]")
-            views = time_panels(connection, start, end, args.repeat, console)
-            shadow_views(connection)
-            connection.execute(f"SET statement_timeout = {int(args.raw_timeout_s * 1000)}")
-            console.print("[bold]panels over raw scans[/]")
-            raw = time_panels(connection, start, end, args.raw_repeat, console)
-    finally:
-        if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as connection:
-                connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    table = Table(title=f"Fraud overview panels, last 6 h of {args.rows:,} rows + {args.labels:,} labels "
-                        f"(views: median of {args.repeat}; raw: median of {args.raw_repeat})")
-    for column in ("panel", "views (ms)", "raw scan (ms)", "speed-up"):
-        table.add_column(column, justify="left" if column == "panel" else "right")
-    for title, view_ms in views.items():
-        raw_ms = raw[title]
-        speed = f"{raw_ms / view_ms:,.0f}x" if raw_ms is not None and view_ms else "-"
-        table.add_row(title, _ms(view_ms, 0), _ms(raw_ms, args.raw_timeout_s), speed)
-    console.print(table)
-    measured = [value for value in views.values() if value is not None]
-    console.print(f"one refresh of {args.rows - args.tail_rows:,} rows into the rollups: {refresh_s:.1f} s; "
-                  f"slowest panel through the views: {max(measured):.1f} ms")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"rows": args.rows, "labels": args.labels, "repeat": args.repeat,
-                                   "raw_repeat": args.raw_repeat, "raw_timeout_s": args.raw_timeout_s,
-                                   "tail_rows": args.tail_rows,
-                                   "refresh_s": refresh_s, "views_ms": views, "raw_ms": raw}, indent=2) + "\n")
+    with BenchRun("bench_dashboards", settings=vars(args)) as run:
+        with scratch_database(settings, "bench_dashboards", keep=args.keep) as url:
+            refresh_s, views, raw = measure(args, url, console)
+        rows = []
+        for title, view_ms in views.items():
+            raw_ms = raw[title]
+            speed = (f"{raw_ms['median'] / view_ms['median']:,.0f}x" if raw_ms["runs"] and view_ms["runs"]
+                     else "-")
+            rows.append([title, _ms(view_ms, 0), _ms(raw_ms, args.raw_timeout_s), speed])
+        measured = [value["median"] for value in views.values() if value["runs"]]
+        run.table(f"Fraud overview panels, last 6 h of {args.rows:,} rows + {args.labels:,} labels",
+                  ["panel", "views (ms)", "raw scan (ms)", "speed-up (medians)"], rows,
+                  note=f"views: median (min-max) of {args.repeat}; raw: of {args.raw_repeat}, stopped after "
+                       f"{args.raw_timeout_s:g} s; the last {args.tail_rows:,} rows written after the rollups' "
+                       f"refresh (the live tail); one refresh of {args.rows - args.tail_rows:,} rows into the "
+                       f"rollups: {refresh_s:.1f} s; slowest panel through the views: {max(measured):.1f} ms")
+        run.figures.update({"refresh_s": refresh_s, "views_ms": views, "raw_ms": raw})
 
 
 if __name__ == "__main__":

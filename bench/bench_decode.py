@@ -1,34 +1,29 @@
 """Decode + validate throughput (events/s, CPU and wall): the per-record reference path against the
 vectorized path of ``fast_decode.decode_transactions``, batches of 100 and 5,000, all valid and 1 % invalid.
 
-    .venv/bin/python bench/bench_decode.py [--seconds 2] [--rounds 3]
+    .venv/bin/python bench/bench_decode.py [--seconds 2] [--repeat 3]
 
 Payloads are what the live producer sends (simulated traffic, stamped with event times). The invalid
 ones are spread through the batch and rotate through a small catalogue (bad currency, a string amount,
 a missing field, a NUL character, out-of-range latitude, truncated JSON, an unreal date). CPU time
-(time.process_time) is the figure to compare on a shared machine; each figure is the best of
-``--rounds`` rounds of ``--seconds`` each, the two paths interleaved, so that load from other processes
-hits both alike. Wall time and the load average are shown beside it.
+(time.process_time) is the figure to compare on a shared machine; each figure is the median (min-max) of
+``--repeat`` rounds of ``--seconds`` each, the two paths interleaved, so that load from other processes
+hits both alike. Wall time is shown beside it; the machine, load and commit head the table (bench/_report.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import orjson
-from rich.console import Console
-from rich.table import Table
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 
 from fraudstream.events import contract, fast_decode
 from fraudstream.simulate.live import Mode, TrafficSource, stamp_events
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 
-RESULTS = Path(__file__).parent / "results" / "bench_decode.json"
 BATCH_SIZES = (100, 5_000)
 INVALID_SHARE = 0.01
 PATHS: dict[str, Callable[[Sequence[bytes | None]], contract.DecodedBatch]] = {
@@ -80,42 +75,34 @@ def measure(decode: Callable[[Sequence[bytes | None]], contract.DecodedBatch], b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="per path, case and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    add_repeat_argument(parser)
     args = parser.parse_args()
     payloads = live_payloads(100_000)
-    load_before = os.getloadavg()
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for size in BATCH_SIZES:
-        for share in (0.0, INVALID_SHARE):
-            batches = [spoil(payloads[i : i + size], share) if share else payloads[i : i + size]
-                       for i in range(0, len(payloads) - size + 1, size)]
-            case = f"batch {size:,}, " + (f"{share:.0%} invalid" if share else "all valid")
-            best: dict[str, dict[str, float]] = {}
-            for _ in range(args.rounds):
-                for name, decode in PATHS.items():
-                    figures = measure(decode, batches, args.seconds)
-                    if name not in best or figures["events_per_cpu_second"] > best[name]["events_per_cpu_second"]:
-                        best[name] = figures
-            results[case] = best
-    load_after = os.getloadavg()
-
-    table = Table(title=f"decode + validate, {os.cpu_count()} CPUs, load average {load_before[0]:.2f} → "
-                        f"{load_after[0]:.2f} (1 min)")
-    table.add_column("case")
-    for name in PATHS:
-        table.add_column(f"{name}\nevents/CPU-s", justify="right")
-        table.add_column(f"{name}\nevents/s (wall)", justify="right")
-    table.add_column("speed-up\n(CPU)", justify="right")
-    old, new = PATHS
-    for case, best in results.items():
-        table.add_row(case, *(f"{best[name][key]:,.0f}" for name in PATHS
-                              for key in ("events_per_cpu_second", "events_per_second")),
-                      f"{best[new]['events_per_cpu_second'] / best[old]['events_per_cpu_second']:.1f}x")
-    Console(width=140).print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"cpus": os.cpu_count(), "load_average_before": load_before,
-                                   "load_average_after": load_after, "seconds": args.seconds, "rounds": args.rounds,
-                                   "results": results}, indent=2) + "\n")
+    with BenchRun("bench_decode", settings=vars(args)) as run:
+        results: dict[str, dict[str, dict[str, object]]] = {}
+        for size in BATCH_SIZES:
+            for share in (0.0, INVALID_SHARE):
+                batches = [spoil(payloads[i : i + size], share) if share else payloads[i : i + size]
+                           for i in range(0, len(payloads) - size + 1, size)]
+                case = f"batch {size:,}, " + (f"{share:.0%} invalid" if share else "all valid")
+                rounds: dict[str, list[dict[str, float]]] = {name: [] for name in PATHS}
+                for _ in range(args.repeat):
+                    for name, decode in PATHS.items():
+                        rounds[name].append(measure(decode, batches, args.seconds))
+                results[case] = {name: {key: spread(figures[key] for figures in measured)
+                                        for key in ("events_per_cpu_second", "events_per_second", "cpu_us_per_event")}
+                                 for name, measured in rounds.items()}
+        old, new = PATHS
+        columns = ["case", *(f"{name} {unit}" for name in PATHS for unit in ("events/CPU-s", "events/s (wall)")),
+                   "speed-up (CPU, medians)"]
+        rows = [[case, *(format_spread(best[name][key]) for name in PATHS
+                         for key in ("events_per_cpu_second", "events_per_second")),
+                 f"{best[new]['events_per_cpu_second']['median'] / best[old]['events_per_cpu_second']['median']:.1f}x"]
+                for case, best in results.items()]
+        run.table("decode + validate", columns, rows,
+                  note=f"median (min-max) of {args.repeat} rounds of {args.seconds:g} s per path and case, the two "
+                       "paths interleaved in each round")
+        run.figures["cases"] = results
 
 
 if __name__ == "__main__":

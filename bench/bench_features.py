@@ -1,7 +1,7 @@
 """Feature throughput: bulk replay (as training runs it) and micro-batches on a warm state (as the
 local engine runs it), in events per CPU-second (comparable on a shared machine) and per wall second.
 
-    .venv/bin/python bench/bench_features.py [--days 7] [--partitions 6]
+    .venv/bin/python bench/bench_features.py [--days 7] [--partitions 6] [--repeat 3]
 
 Micro-batches run on the state of the first days-1 days (the default population with history) and
 feed the last day: alone (one state), and split over per-partition states like the local engine.
@@ -10,15 +10,11 @@ feed the last day: alone (one state), and split over per-partition states like t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 
 from fraudstream.config import get_settings
 from fraudstream.features import FeatureState, replay_partitioned
@@ -26,8 +22,6 @@ from fraudstream.features.replay import partitions_of
 from fraudstream.model.dataset import LabeledHistory, replay
 from fraudstream.simulate.backfill import simulate_history
 from fraudstream.timeunits import MICROS_PER_DAY
-
-RESULTS = Path(__file__).parent / "results" / "bench_features.json"
 
 
 def timed(run: callable, events: int) -> dict[str, float]:  # type: ignore[valid-type]
@@ -51,13 +45,8 @@ def micro_batches(states: list[FeatureState], tail: pd.DataFrame, size: int, par
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--partitions", type=int, default=get_settings().transactions_partitions)
-    args = parser.parse_args()
-    history = simulate_history(args.days)
-    labeled = LabeledHistory(history.transactions, history.labels)
+def measure_once(args: argparse.Namespace, labeled: LabeledHistory) -> tuple[dict[str, dict[str, float]], object]:
+    """Every mode once: the bulk replay and micro-batches on warm states (restored from snapshots)."""
     bulk = replay(labeled, args.partitions)
     rows: dict[str, dict[str, float]] = {
         f"bulk replay, {args.partitions} partition states": {
@@ -77,20 +66,30 @@ def main() -> None:
             events = tail.iloc[: min(len(tail), 200 * size)]
             fresh = [FeatureState.restore(blob) for blob in snapshots]
             rows[f"micro-batches of {size:,}, {partitions} state(s)"] = micro_batches(fresh, events, size, partitions)
-    load = os.getloadavg()[0]
-    table = Table(title=f"features: {len(labeled.transactions):,} events, {args.days} simulated days, load {load:.1f}")
-    for column in ("mode", "events/CPU-s", "events/s (wall)", "events per call"):
-        table.add_column(column, justify="right" if column != "mode" else "left")
-    for mode, figures in rows.items():
-        per_call = figures.get("events_per_call")
-        table.add_row(mode, f"{figures['events_per_cpu_second']:,.0f}", f"{figures['events_per_second']:,.0f}",
-                      f"{per_call:,.0f}" if per_call else "")
-    stats = bulk.stats
-    table.caption = f"{stats.accounts:,} accounts, {stats.bytes_per_account:,.0f} state bytes per account"
-    Console().print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"load_average": load, "modes": rows,
-                                   "bytes_per_account": stats.bytes_per_account}, indent=2) + "\n")
+    return rows, bulk.stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--partitions", type=int, default=get_settings().transactions_partitions)
+    add_repeat_argument(parser)
+    args = parser.parse_args()
+    history = simulate_history(args.days)
+    labeled = LabeledHistory(history.transactions, history.labels)
+    with BenchRun("bench_features", settings=vars(args)) as run:
+        measured = [measure_once(args, labeled) for _ in range(args.repeat)]
+        stats = measured[0][1]
+        modes = {mode: {key: spread(rows[mode][key] for rows, _ in measured)
+                        for key in ("events_per_cpu_second", "events_per_second")} for mode in measured[0][0]}
+        table = [[mode, format_spread(figures["events_per_cpu_second"]), format_spread(figures["events_per_second"]),
+                  f"{measured[0][0][mode]['events_per_call']:,.0f}" if "events_per_call" in measured[0][0][mode]
+                  else "-"] for mode, figures in modes.items()]
+        run.table(f"features: {len(labeled.transactions):,} events, {args.days} simulated days",
+                  ["mode", "events/CPU-s", "events/s (wall)", "events per call"], table,
+                  note=f"median (min-max) of {args.repeat} runs; {stats.accounts:,} accounts, "
+                       f"{stats.bytes_per_account:,.0f} state bytes per account")
+        run.figures.update({"modes": modes, "bytes_per_account": stats.bytes_per_account})
 
 
 if __name__ == "__main__":

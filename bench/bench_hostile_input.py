@@ -18,7 +18,6 @@ per reason and source.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -33,19 +32,19 @@ from confluent_kafka import TopicPartition
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from _report import BenchRun
 from local_engine_harness import count_rows, model_state_dir, new_run, stop, wait_for_rows
 
 from fraudstream import kafka
-from fraudstream.config import get_settings
+from fraudstream.config import Settings, get_settings
 from fraudstream.events import contract
 from fraudstream.services import manager
 from fraudstream.store.schema import migrate
 from fraudstream.timeunits import MICROS_PER_DAY
 
-RESULTS = Path(__file__).with_name("results")
+LOGS = Path(__file__).with_name("results") / "logs"
 console = Console()
 
 #: The documented dead-letter reasons (README, "Hostile input"): category -> how its reason text starts.
@@ -231,6 +230,13 @@ def main() -> None:
     base = get_settings()
     manager.up(base, ["postgres", "kafka"])
     migrate(base.database_url)
+    with BenchRun("bench_hostile_input", settings=vars(args)) as report:
+        holds = measure(args, base, report)
+    sys.exit(0 if holds else 1)
+
+
+def measure(args: argparse.Namespace, base: Settings, report: BenchRun) -> bool:
+    """Generate, send, process; the table of dead letters by reason against the prediction; whether it holds."""
     labels_count = round(args.messages * args.label_share)
     started = time.perf_counter()
     distinct_labels = max(1, round(args.distinct * args.label_share))
@@ -239,7 +245,7 @@ def main() -> None:
                               args.messages - labels_count)
         labels = cycled(generate(distinct_labels, valid_label(), args.seed + 1), labels_count)
     generated_s = time.perf_counter() - started
-    run = new_run(base, model_state_dir(base), RESULTS / "logs" / f"hostile-{uuid.uuid4().hex[:8]}")  # a fresh log
+    run = new_run(base, model_state_dir(base), LOGS / f"hostile-{uuid.uuid4().hex[:8]}")  # a fresh log
     prefix = f"hostile-{run.group}-"
     transactions, labels = with_ids(transactions, prefix), with_ids(labels, prefix)
     producer = kafka.producer(run.settings)
@@ -269,32 +275,25 @@ def main() -> None:
 
     counted = Counter((source, category(reason)) for (source, _, _), reason in letters.items())
     expected = Counter((source, fate) for source, items in fates.items() for fate in items if fate is not None)
-    table = Table(title=f"hostile input: {args.messages:,} messages ({args.distinct:,} drawn by hypothesis) through "
-                        "one processor")
-    for column in ("source", "reason", "dead letters", "predicted"):
-        table.add_column(column, justify="left" if column in ("source", "reason") else "right")
-    for source, reason in sorted(set(counted) | set(expected)):
-        table.add_row(source, reason, f"{counted[(source, reason)]:,}", f"{expected[(source, reason)]:,}")
-    table.add_row("transactions", "scored", f"{rows:,}", f"{expected_rows:,}")
+    table = [[source, reason, f"{counted[(source, reason)]:,}", f"{expected[(source, reason)]:,}"]
+             for source, reason in sorted(set(counted) | set(expected))]
+    table.append(["transactions", "scored", f"{rows:,}", f"{expected_rows:,}"])
     valid_labels = prefixed(labels, fates["labels"], prefix)
-    table.add_row("labels", "stored", f"{stored_labels:,}", f"{valid_labels:,}")
-    console.print(table)
+    table.append(["labels", "stored", f"{stored_labels:,}", f"{valid_labels:,}"])
     undocumented = [key for key in counted if key[1].startswith("UNDOCUMENTED")]
     holds = (alive and restarts == 0 and counted == expected and rows == expected_rows
              and stored_labels == valid_labels and not undocumented)
-    console.print(f"generated in {generated_s:.0f} s, processed in {processed_s:.0f} s; processor alive: {alive}, "
-                  f"restarts: {restarts}; {'HOLDS' if holds else 'FAILS'}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "hostile_input.json"
-    out.write_text(json.dumps({
-        "messages": args.messages, "distinct": args.distinct, "seed": args.seed, "generated_s": generated_s,
-        "processed_s": processed_s,
+    report.table(f"hostile input: {args.messages:,} messages ({args.distinct:,} drawn by hypothesis) through one "
+                 "processor", ["source", "reason", "dead letters", "predicted"], table,
+                 note=f"generated in {generated_s:.0f} s, processed in {processed_s:.0f} s; processor alive: {alive}, "
+                      f"restarts: {restarts}; {'HOLDS' if holds else 'FAILS'}")
+    report.figures.update({
+        "generated_s": generated_s, "processed_s": processed_s,
         "scored": rows, "labels_stored": stored_labels, "processor_alive": alive, "restarts": restarts,
         "holds": holds, "dead_letters": {f"{source}: {reason}": count for (source, reason), count in counted.items()},
         "predicted": {f"{source}: {reason}": count for (source, reason), count in expected.items()},
-    }, indent=2))
-    console.print(f"results: {out}")
-    sys.exit(0 if holds else 1)
+    })
+    return holds
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 For each design, in one run:
 - sustained throughput: a backlog of events is already in Kafka; events/s is measured from the rows'
-  own commit timestamps, first row to last;
+  own timestamps, the first row's ingest (read from Kafka) to the last row's commit;
 - latency at fixed rates (1k, 5k, 20k events/s by default): a paced producer records when it sent each
   event; p50/p95/p99 of sent -> commit and of ingest -> commit. A row's commit time is the
   ``written_at`` of the last row of its database transaction (rows sharing its ``xmin``): only the
@@ -10,6 +10,8 @@ For each design, in one run:
   Each rate run starts with ``--warm-up`` seconds (default 3) at the same rate whose events are written
   but left out of the percentiles: a fresh engine's first batches and a fresh producer's wait for its
   idempotence id took ~1 s to absorb, which at 5,000 events/s alone moved p99 from ~200 to ~760 ms;
+- start-up: on the backlog, from launching the design's processes to their first commit (the process
+  starting, loading the model, joining the group and its first batch);
 - where the CPU goes: CPU seconds (``/proc/<pid>/stat``) of the design's processes, the Kafka broker,
   PostgreSQL (all its processes, autovacuum included), this process (the producer) and everything else
   on the machine, over each scenario, with the load average before and after it. When a design cannot
@@ -22,17 +24,20 @@ explanation of alerts rather than the pipeline. (Live traffic stamps event time 
 
 The seed-style baseline is the seed's job shape: one Kafka message at a time, one model call and one
 INSERT (committed) per event, with the same decoding, features and model as the engine. It is
-measured on a backlog only: at ~40 events/s it holds none of the fixed rates, where its latency would
-only measure the queue.
+measured on a backlog only: it holds none of the fixed rates, where its latency would only measure the
+queue. Both sides of the throughput ratio run with the same PostgreSQL durability (the engine sink's
+``synchronous_commit``, the server's ``fsync``; the table prints both) and drain the same
+``--baseline-backlog`` events; the engine's larger ``--backlog`` is a row of its own. Every scenario runs
+``--repeat`` times: median (min-max).
 
     .venv/bin/python bench/bench_pipeline.py [--rates 1000,5000,20000] [--duration 20] [--warm-up 3]
-        [--backlog 100000] [--members 1,2] [--engine-args '--batch-timeout-ms 100']
+        [--backlog 100000] [--baseline-backlog 5000] [--members 1,2] [--repeat 3]
+        [--engine-args '--batch-timeout-ms 100']
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -40,14 +45,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pandas as pd
 import psycopg
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 from rich.console import Console
-from rich.table import Table
 
 from fraudstream import kafka
 from fraudstream.batch import rows as pipeline
@@ -59,8 +64,12 @@ from fraudstream.features import FeatureState
 from fraudstream.probes import NotReady, wait_until_assigned
 from fraudstream.simulate.backfill import simulate_history
 
-RESULTS = Path(__file__).with_name("results")
 SEED_STYLE = "seed-style per-row"
+#: What the engine's sink runs its transactions with (``SET LOCAL`` in fraudstream/engines/sink.py: rows and
+#: offsets in one transaction, replayed from Kafka if a crash loses it); the per-row baseline uses the same, so
+#: neither side of the ratio gains from a laxer durability setting. fsync is the server's, shared by both.
+ENGINE_SYNCHRONOUS_COMMIT = "off"
+LOGS = Path(__file__).with_name("results") / "logs"
 CPU_PARTS = ("design", "kafka", "postgres", "producer", "other")
 console = Console(width=150)
 #: Extra `fraudstream process` options for the local-engine members (--engine-args).
@@ -70,6 +79,8 @@ ENGINE_ARGS: list[str] = []
 @dataclass
 class Measurement:
     design: str
+    synchronous_commit: str
+    fsync: str
     scenario: str  # "backlog" or "<rate>/s"
     target_rate: int | None
     produced: int
@@ -85,6 +96,8 @@ class Measurement:
     cpu_s: dict[str, float]
     load_before: float
     load_after: float
+    #: Backlog only: from starting the design's processes to its first commit (start-up included).
+    start_to_first_commit_s: float | None = None
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -224,13 +237,13 @@ def wait_written(connection: psycopg.Connection, prefix: str, expected: int, lim
                                    (prefix + "%",)).fetchone()[0]
         if count >= expected or time.monotonic() > deadline:
             return count
-        assert all(process.poll() is None for process in processes), "a design process exited: see bench/results/logs"
+        assert all(process.poll() is None for process in processes), f"a design process exited: see {LOGS}"
         time.sleep(0.5)
 
 
 def measure(connection: psycopg.Connection, design: str, scenario: str, rate: int | None, prefix: str,
             sent_at: np.ndarray, seconds: float, cpu_s: dict[str, float], loads: tuple[float, float],
-            warm_up: int = 0) -> Measurement:
+            warm_up: int = 0, started_at: float | None = None) -> Measurement:
     rows = connection.execute(
         "SELECT substr(transaction_id, %s)::bigint, extract(epoch FROM max(written_at) OVER (PARTITION BY xmin::text)),"
         " extract(epoch FROM max(written_at) OVER (PARTITION BY xmin::text) - ingested_at)"
@@ -238,19 +251,28 @@ def measure(connection: psycopg.Connection, design: str, scenario: str, rate: in
         (len(prefix) + 1, prefix + "%")).fetchall()
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
     written = len(data)
-    first_commit = data[:, 1].min() if written else 0.0
-    span = float(data[:, 1].max() - first_commit) if written else 0.0
-    # the rows of the first commit were processed before the span starts
-    rate_seen = float((data[:, 1] > first_commit).sum()) / span if span > 0 else 0.0
+    # from the first row read (its ingested_at) to the last commit: every row's processing inside the span, so
+    # a backlog drained in a few batches is measured like a long one (and like the per-row baseline)
+    first_read = float((data[:, 1] - data[:, 2]).min()) if written else 0.0
+    span = float(data[:, 1].max() - first_read) if written else 0.0
+    rate_seen = written / span if span > 0 else 0.0
     steady = data[data[:, 0] >= warm_up]
     sent_to_commit = steady[:, 1] - sent_at[steady[:, 0].astype(np.int64)]
 
     def pct(values: np.ndarray, q: float) -> float | None:
         return float(np.percentile(values, q) * 1000) if written and rate is not None else None
 
-    return Measurement(design, scenario, rate, len(sent_at), written, rate_seen, pct(sent_to_commit, 50),
+    durability = durability_settings(connection)
+    return Measurement(design, ENGINE_SYNCHRONOUS_COMMIT, durability["fsync"], scenario, rate, len(sent_at), written,
+                       rate_seen, pct(sent_to_commit, 50),
                        pct(sent_to_commit, 95), pct(sent_to_commit, 99), pct(steady[:, 2], 50), pct(steady[:, 2], 99),
-                       seconds, cpu_s, *loads)
+                       seconds, cpu_s, *loads,
+                       float(data[:, 1].min()) - started_at if written and started_at is not None else None)
+
+
+def durability_settings(connection: psycopg.Connection) -> dict[str, str]:
+    """The server's fsync and default synchronous_commit (both designs' sessions set synchronous_commit)."""
+    return {name: connection.execute(f"SHOW {name}").fetchone()[0] for name in ("fsync", "synchronous_commit")}
 
 
 def run_scenario(base: Settings, connection: psycopg.Connection, design: str, events: list[dict[str, object]],
@@ -266,8 +288,10 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
     began = time.perf_counter()
     processes: list[subprocess.Popen] = []
     try:
+        started_at = None
         if rate is None:
             sent_at = produce(settings, events, prefix, None)
+            started_at = time.time()
             processes = start_design(design, settings, f"bench-{tag}", logs)
             meter = CpuMeter([process.pid for process in processes], settings)
         else:
@@ -277,7 +301,7 @@ def run_scenario(base: Settings, connection: psycopg.Connection, design: str, ev
         wait_written(connection, prefix, len(events), limit_s, processes)
         cpu_s = meter.used()
         result = measure(connection, design, scenario, rate, prefix, sent_at, time.perf_counter() - began, cpu_s,
-                         (load_before, os.getloadavg()[0]), warm_up)
+                         (load_before, os.getloadavg()[0]), warm_up, started_at)
     finally:
         for process in processes:
             process.kill()
@@ -304,6 +328,10 @@ def seed_worker(group: str) -> None:
                  f"SELECT {', '.join(['%s'] * (len(pipeline.ROW_COLUMNS) - 3))}, {times} "
                  "ON CONFLICT (transaction_id, event_time) DO NOTHING")
     with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute(f"SET synchronous_commit = {ENGINE_SYNCHRONOUS_COMMIT}")
+        applied = connection.execute("SHOW synchronous_commit").fetchone()[0]
+        if applied != ENGINE_SYNCHRONOUS_COMMIT:
+            raise SystemExit(f"seed worker: synchronous_commit is {applied}, not {ENGINE_SYNCHRONOUS_COMMIT}")
         while True:
             message = consumer.poll(1.0)
             if message is None or message.error() is not None:
@@ -328,31 +356,35 @@ def seed_worker(group: str) -> None:
 
 
 def _plain(value: object) -> object:
+    if value is pd.NA:  # a null of an Arrow-backed column (the shadow score without a shadow model)
+        return None
     return value.item() if isinstance(value, np.generic) else value
 
 
-def print_table(results: list[Measurement], load: dict[str, object]) -> None:
-    table = Table(title=f"Kafka -> PostgreSQL end to end ({load['cpus']} CPUs, load {load['load_before']} -> "
-                        f"{load['load_after']})")
-    for column in ("design", "scenario", "written/produced", "events/s", "sent->commit p50 ms", "p95 ms",
-                   "p99 ms", "ingest->commit p50 ms", "p99 ms"):
-        table.add_column(column)
+def tables(run: BenchRun, results: list[list[Measurement]]) -> None:
+    """One row per design and scenario: median (min-max) over the repeated runs."""
+    def ms(values: list[float | None]) -> str:
+        return format_spread(spread(values))
 
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f}"
-
-    for r in results:
-        table.add_row(r.design, r.scenario, f"{r.written:,}/{r.produced:,}", f"{r.events_per_second:,.0f}",
-                      ms(r.sent_to_commit_p50_ms), ms(r.sent_to_commit_p95_ms), ms(r.sent_to_commit_p99_ms),
-                      ms(r.ingest_to_commit_p50_ms), ms(r.ingest_to_commit_p99_ms))
-    console.print(table)
-    cpu = Table(title="CPU by process over each scenario: seconds (µs per written event)")
-    for column in ("design", "scenario", "load 1m before -> after", *CPU_PARTS):
-        cpu.add_column(column)
-    for r in results:
-        per_event = [f"{r.cpu_s[part]:,.1f} ({r.cpu_s[part] / max(r.written, 1) * 1e6:,.0f})" for part in CPU_PARTS]
-        cpu.add_row(r.design, r.scenario, f"{r.load_before:.2f} -> {r.load_after:.2f}", *per_event)
-    console.print(cpu)
+    rows, cpu_rows = [], []
+    for runs in results:
+        first = runs[0]
+        rows.append([first.design, first.scenario, f"{first.produced:,}",
+                     f"synchronous_commit={first.synchronous_commit}, fsync={first.fsync}",
+                     f"{min(r.written for r in runs):,}", ms([r.events_per_second for r in runs]),
+                     *(ms([getattr(r, f"{name}_ms") for r in runs]) for name in
+                       ("sent_to_commit_p50", "sent_to_commit_p95", "sent_to_commit_p99", "ingest_to_commit_p50",
+                        "ingest_to_commit_p99")),
+                     format_spread(spread(r.start_to_first_commit_s for r in runs), 2)])
+        cpu_rows.append([first.design, first.scenario, ms([r.load_before for r in runs]),
+                         *(ms([r.cpu_s[part] / max(r.written, 1) * 1e6 for r in runs]) for part in CPU_PARTS)])
+    run.table("Kafka -> PostgreSQL end to end",
+              ["design", "scenario", "events", "PostgreSQL durability", "written (min)", "events/s",
+               "sent->commit p50 ms", "p95 ms", "p99 ms", "ingest->commit p50 ms", "p99 ms",
+               "start -> first commit s"], rows,
+              note=f"median (min-max) of {len(results[0])} runs each")
+    run.table("CPU by process over each scenario: µs per written event", ["design", "scenario", "load 1m before",
+              *CPU_PARTS], cpu_rows)
 
 
 def main() -> None:
@@ -362,7 +394,8 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=3.0,
                         help="seconds sent at the rate before each fixed-rate run, left out of its latencies")
     parser.add_argument("--backlog", type=int, default=100_000, help="events for the sustained-throughput run")
-    parser.add_argument("--baseline-backlog", type=int, default=1_000)
+    parser.add_argument("--baseline-backlog", type=int, default=5_000,
+                        help="events the per-row baseline drains; the engine drains the same count too (the ratio)")
     parser.add_argument("--drain-limit", type=float, default=60.0,
                         help="seconds a design may take to catch up after the producer stops")
     parser.add_argument("--members", default="1", help="local-engine group sizes to measure, e.g. 1,2")
@@ -370,6 +403,7 @@ def main() -> None:
                         "'--batch-timeout-ms 100'")
     parser.add_argument("--skip-baseline", action="store_true", help="only the local engine")
     parser.add_argument("--seed-worker", metavar="GROUP", help=argparse.SUPPRESS)
+    add_repeat_argument(parser)
     args = parser.parse_args()
     ENGINE_ARGS.extend(args.engine_args.split())
     if args.seed_worker:
@@ -379,32 +413,52 @@ def main() -> None:
     ensure_default_model(base)
     rates = [int(rate) for rate in args.rates.split(",")]
     events = events_payloads(max(args.backlog, int(max(rates) * (args.duration + args.warm_up))))
-    logs = RESULTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    load_before = [round(value, 2) for value in os.getloadavg()]
-    results = []
-    with psycopg.connect(base.database_url, autocommit=True) as connection:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (BenchRun("bench_pipeline", settings=vars(args)) as run,
+          psycopg.connect(base.database_url, autocommit=True) as connection):
+        run.figures["server_durability"] = durability_settings(connection)
         designs = [local_design(int(n)) for n in args.members.split(",")] + ([] if args.skip_baseline else [SEED_STYLE])
+        plan: list[tuple[str, int | None, int, int]] = []  # design, rate, events, warm-up events
         for design in designs:
             local = design != SEED_STYLE
-            backlog = args.backlog if local else args.baseline_backlog
-            results.append(run_scenario(base, connection, design, events[:backlog], None, logs, 300.0))
-            for rate in rates if local else ():
-                warm_up = int(rate * args.warm_up)
-                results.append(run_scenario(base, connection, design, events[:warm_up + int(rate * args.duration)],
-                                            rate, logs, args.drain_limit, warm_up))
-    load = {"cpus": os.cpu_count(), "load_before": load_before,
-            "load_after": [round(value, 2) for value in os.getloadavg()]}
-    print_table(results, load)
-    engine = {r.scenario: r for r in results if r.design == designs[0]}
-    seed = {r.scenario: r for r in results if r.design == SEED_STYLE}
-    ratio = engine["backlog"].events_per_second / seed["backlog"].events_per_second if seed else None
-    if ratio is not None:
-        console.print(f"sustained throughput ratio, {designs[0]} / seed-style: {ratio:,.1f}x")
-    out = RESULTS / f"pipeline-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"load": load, "throughput_ratio": ratio,
-                               "results": [asdict(r) for r in results]}, indent=2))
-    console.print(f"results: {out}")
+            # the ratio's two sides drain the same number of events; the engine's large backlog is its own row
+            backlogs = [args.backlog] if local else []
+            if not args.skip_baseline and args.baseline_backlog not in backlogs:
+                backlogs.append(args.baseline_backlog)
+            plan += [(design, None, backlog, 0) for backlog in backlogs]
+            plan += [(design, rate, int(rate * args.warm_up) + int(rate * args.duration), int(rate * args.warm_up))
+                     for rate in (rates if local else ())]
+        measured: dict[tuple[str, int | None, int], list[Measurement]] = {}
+        for _ in range(args.repeat):  # each repeat runs every design and scenario once: load hits them alike
+            for design, rate, count, warm_up in plan:
+                limit_s = 900.0 if rate is None else args.drain_limit
+                measured.setdefault((design, rate, count), []).append(
+                    run_scenario(base, connection, design, events[:count], rate, LOGS, limit_s, warm_up))
+        results = list(measured.values())
+        tables(run, results)
+        first = measured.get((designs[0], None, args.backlog))
+        if designs[0] == local_design(1) and first:
+            run.target(f"local engine, backlog drain ({args.backlog:,} events), 1 member, Kafka + PostgreSQL "
+                       "co-located", spread(r.events_per_second for r in first)["median"], 50_000, 75_000, " ev/s")
+        if designs[0] == local_design(1) and first:
+            run.target("processor start to first batch (process start to first commit, backlog waiting)",
+                       spread(r.start_to_first_commit_s for r in first)["median"], 1.5, 1.0, " s", "lower")
+        at_5000 = measured.get((local_design(1), 5000, int(5000 * args.warm_up) + int(5000 * args.duration)))
+        if at_5000:
+            run.target("local engine, send->commit p99 at 5,000 ev/s",
+                       spread(r.sent_to_commit_p99_ms for r in at_5000)["median"], 100, 50, " ms", "lower")
+        run.figures["results"] = [[asdict(r) for r in runs] for runs in results]
+        equal = {runs[0].design: runs for runs in results
+                 if runs[0].scenario == "backlog" and runs[0].produced == args.baseline_backlog}
+        if designs[0] in equal and SEED_STYLE in equal:
+            ratios = [ours.events_per_second / seed.events_per_second
+                      for ours, seed in zip(equal[designs[0]], equal[SEED_STYLE], strict=True)
+                      if seed.events_per_second]
+            run.figures["throughput_ratio"] = spread(ratios)
+            run.note(f"Sustained throughput, {designs[0]} / {SEED_STYLE}, both draining the same "
+                     f"{args.baseline_backlog:,}-event backlog with synchronous_commit={ENGINE_SYNCHRONOUS_COMMIT} "
+                     f"and the server's fsync={run.figures['server_durability']['fsync']}: "
+                     f"{format_spread(spread(ratios), 1)}x (the ratio of each repeat's pair)")
 
 
 if __name__ == "__main__":

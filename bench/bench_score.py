@@ -1,13 +1,14 @@
 """`fraudstream score` throughput on a ~1 M-row history file, and `train --from-db` wall time over 30 days.
 
     flock /tmp/fraudstream-bench.lock .venv/bin/python bench/bench_score.py [--score-days 57] [--db-days 30]
-        [--skip-db]
+        [--skip-db] [--repeat 3]
 
 Score: a simulated history (default population, ~17.7k events per simulated day, so 57 days ~1 M rows)
 is written in the history file format and run through what `fraudstream score` runs: read, replay
 through the feature core (the model's feature config and partition count), score with the engines'
 scorer (compiled trees, reasons for flagged rows), write Parquet. Figures are per CPU-second of this
-process (the machine is shared); the baseline row scores the same matrix with LightGBM's own tree walk.
+process (the machine is shared), median (min-max) of --repeat runs over the same file; the baseline row
+scores the same matrix with LightGBM's own tree walk.
 Target (issue 15): >= 100k events per CPU-second for the whole command.
 
 Train from the database: ``--db-days`` of simulated history (chargebacks within 7 days) are written
@@ -19,27 +20,20 @@ With --skip-db the model is trained in process on the same history instead (not 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from rich.console import Console
-from rich.table import Table
+from _database import scratch_database
+from _report import BenchRun, add_repeat_argument, format_spread, spread
 
 from fraudstream.backtest import score_history, write_scores
 from fraudstream.batch import rows as batch_rows
 from fraudstream.batch.scoring import Scorer, ScoreResult
-from fraudstream.config import POSTGRES_APP_ROLE, Settings, get_settings
+from fraudstream.config import Settings, get_settings
 from fraudstream.features import FeatureRows
 from fraudstream.features.columnar import float_matrix
 from fraudstream.history import write_history
@@ -49,34 +43,16 @@ from fraudstream.model.registry import Registry
 from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
 from fraudstream.model.train import build as build_from_history
-from fraudstream.services import postgres
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
 from fraudstream.store import writer
-from fraudstream.store.schema import migrate
 from fraudstream.training import DatabaseSource, build
 
-RESULTS = Path(__file__).parent / "results" / "bench_score.json"
 TARGET_EVENTS_PER_CPU_SECOND = 100_000
 TARGET_TRAIN_SECONDS = 300
 #: Chargebacks within a week: 30 stored days leave 23 matured ones for the split.
 DELAYS = LabelDelays(fraud_s=(1 * 86_400.0, 7 * 86_400.0))
 MATURITY = LabelMaturity(fraud_label_days=7, legitimate_label_days=45)
 WRITE_CHUNK_ROWS = 100_000
-
-
-@contextmanager
-def scratch_database(settings: Settings) -> Iterator[str]:
-    """A fresh database on the local server owned by the application role, dropped afterwards."""
-    name = f"bench_score_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.admin_url(settings), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                    sql.Identifier(POSTGRES_APP_ROLE)))
-        try:
-            url = make_conninfo(settings.database_url, dbname=name)
-            migrate(url)
-            yield url
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def store(url: str, history: LabeledHistory) -> float:
@@ -107,7 +83,7 @@ def store(url: str, history: LabeledHistory) -> float:
 def train_from_database(settings: Settings, models_dir: Path, days: int) -> tuple[str, dict[str, object]]:
     simulated = simulate_history(days, seed=11, label_delays=DELAYS)
     history = LabeledHistory(simulated.transactions, simulated.labels)
-    with scratch_database(settings) as url:
+    with scratch_database(settings, "bench_score") as url:
         write_seconds = store(url, history)
         config = TrainConfig(split=SplitConfig(), partitions=settings.transactions_partitions)
         began, began_cpu = time.perf_counter(), time.process_time()
@@ -166,11 +142,11 @@ def main() -> None:
     parser.add_argument("--score-days", type=int, default=57, help="Days in the scored file (~17.7k events a day).")
     parser.add_argument("--db-days", type=int, default=30, help="Days stored in the database for train --from-db.")
     parser.add_argument("--skip-db", action="store_true", help="Train in process instead of from the database.")
+    add_repeat_argument(parser)
     args = parser.parse_args()
     settings = get_settings()
-    load_before = os.getloadavg()
-    console = Console()
-    with tempfile.TemporaryDirectory(prefix="bench-score-") as folder:
+    with BenchRun("bench_score", settings=vars(args)) as run, \
+            tempfile.TemporaryDirectory(prefix="bench-score-") as folder:
         root = Path(folder)
         models_dir = root / "models"
         train_figures: dict[str, object] | None = None
@@ -181,44 +157,49 @@ def main() -> None:
         simulated = simulate_history(args.score_days, seed=23)
         write_history(simulated, root / "history")
         scorer = Scorer(Registry(models_dir).load(version))
-        score_figures = bench_score(root / "history", scorer, root / "scores.parquet")
-    load_after = os.getloadavg()
+        runs = [bench_score(root / "history", scorer, root / "scores.parquet") for _ in range(args.repeat)]
+        score_table(run, runs, version, scorer)
+        if train_figures is not None:
+            train_table(run, train_figures, args.db_days)
+        run.figures.update({"model_version": version, "score_runs": runs, "train_from_db": train_figures})
 
-    loads = f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (2 cores, shared)"
-    table = Table(title=f"fraudstream score, {score_figures['read history']['rows']:,} events, {loads}")
-    for column in ("stage", "CPU s", "wall s", "events per CPU-second", "events/s (wall)"):
-        table.add_column(column, justify="right")
-    for name, figures in score_figures.items():
-        per_cpu = figures["rows"] / figures["cpu_seconds"] if figures["cpu_seconds"] else float("nan")
-        per_wall = figures["rows"] / figures["seconds"] if figures["seconds"] else float("nan")
-        table.add_row(name, f"{figures['cpu_seconds']:.2f}", f"{figures['seconds']:.2f}", f"{per_cpu:,.0f}",
-                      f"{per_wall:,.0f}")
-    total = score_figures["score command, total"]
-    table.caption = (f"target >= {TARGET_EVENTS_PER_CPU_SECOND:,} events per CPU-second: "
-                     f"{total['rows'] / total['cpu_seconds']:,.0f}; flagged share {total['flagged_share']:.2%}; "
-                     f"model {version} ({scorer.artifact.booster.num_trees()} trees, "
-                     f"{scorer.replay_partitions} partition states)")
-    console.print(table)
-    if train_figures is not None:
-        grid = Table(title=f"train --from-db over {args.db_days} stored days, {loads}")
-        for column in ("what", "value"):
-            grid.add_column(column)
-        stages = train_figures["stages"]
-        assert isinstance(stages, dict)
-        grid.add_row("events stored / rows with a known label", f"{train_figures['events']:,} / "
-                     f"{train_figures['labels']:,}")
-        grid.add_row("writing them (store writer, not part of train)", f"{train_figures['write_seconds']:.1f} s")
-        grid.add_row("train --from-db wall time", f"{train_figures['train_from_db_seconds']:.1f} s "
-                     f"(target <= {TARGET_TRAIN_SECONDS} s); CPU {train_figures['cpu_seconds']:.1f} s")
-        grid.add_row("  read database + label maturity", f"{train_figures['read_database_seconds']:.1f} s")
-        for name, seconds in stages.items():
-            grid.add_row(f"  {name}", f"{seconds:.1f} s")
-        grid.add_row("average precision (test)", f"{train_figures['average_precision']:.4f}")
-        console.print(grid)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"load_average_before": load_before, "load_average_after": load_after,
-                                   "model_version": version, "score": score_figures, "train_from_db": train_figures},
-                                  indent=2, default=float) + "\n")
+
+def score_table(run: BenchRun, runs: list[dict[str, dict[str, float]]], version: str, scorer: Scorer) -> None:
+    def rate(figures: dict[str, float], key: str) -> float | None:
+        return figures["rows"] / figures[key] if figures[key] else None
+
+    rows = []
+    for name in runs[0]:
+        same = [figures[name] for figures in runs]
+        rows.append([name, format_spread(spread(f["cpu_seconds"] for f in same), 2),
+                     format_spread(spread(f["seconds"] for f in same), 2),
+                     format_spread(spread(rate(f, "cpu_seconds") for f in same)),
+                     format_spread(spread(rate(f, "seconds") for f in same))])
+    totals = [figures["score command, total"] for figures in runs]
+    per_cpu = spread(rate(total, "cpu_seconds") for total in totals)
+    run.target("fraudstream score, events per CPU-second", per_cpu["median"], TARGET_EVENTS_PER_CPU_SECOND,
+               TARGET_EVENTS_PER_CPU_SECOND)
+    run.table(f"fraudstream score, {runs[0]['read history']['rows']:,} events",
+              ["stage", "CPU s", "wall s", "events per CPU-second", "events/s (wall)"], rows,
+              note=f"median (min-max) of {len(runs)} runs; target >= {TARGET_EVENTS_PER_CPU_SECOND:,} events per "
+                   f"CPU-second: {format_spread(per_cpu)}; flagged share {totals[0]['flagged_share']:.2%}; model "
+                   f"{version} ({scorer.artifact.booster.num_trees()} trees, {scorer.replay_partitions} partition "
+                   "states)")
+
+
+def train_table(run: BenchRun, train_figures: dict[str, object], days: int) -> None:
+    stages = train_figures["stages"]
+    assert isinstance(stages, dict)
+    rows = [["events stored / rows with a known label", f"{train_figures['events']:,} / {train_figures['labels']:,}"],
+            ["writing them (store writer, not part of train)", f"{train_figures['write_seconds']:.1f} s"],
+            ["train --from-db wall time", f"{train_figures['train_from_db_seconds']:.1f} s "
+             f"(target <= {TARGET_TRAIN_SECONDS} s); CPU {train_figures['cpu_seconds']:.1f} s"],
+            ["  read database + label maturity", f"{train_figures['read_database_seconds']:.1f} s"],
+            *([f"  {name}", f"{seconds:.1f} s"] for name, seconds in stages.items()),
+            ["average precision (test)", f"{train_figures['average_precision']:.4f}"]]
+    run.table(f"train --from-db over {days} stored days (one run)", ["what", "value"], rows)
+    run.target(f"train --from-db over {days} days, wall", float(train_figures["train_from_db_seconds"]),
+               TARGET_TRAIN_SECONDS, TARGET_TRAIN_SECONDS, " s", "lower")
 
 
 if __name__ == "__main__":

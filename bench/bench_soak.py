@@ -17,7 +17,7 @@ topics. Each minute the bench scrapes the member's metrics and reads the rows it
 The verdicts, as the reliability issue states them: RSS growth over the last 20 minutes (at most 5 %); the
 lag never growing (its last-10-minute maximum no higher than 2 s of traffic, or than its earlier maximum);
 state keys bounded (the last-10-minute maximum within 5 % of the earlier maximum once the population is
-known). Results go to ``bench/results/soak-<time>.json``.
+known). Results: through bench/_report.py into bench/results/.
 
     .venv/bin/python bench/bench_soak.py [--minutes 30] [--rate 5000] [--accounts 100000]
 """
@@ -25,7 +25,6 @@ known). Results go to ``bench/results/soak-<time>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,16 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from _report import BenchRun
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from fraudstream import kafka
 from fraudstream.config import Settings, get_settings
 from fraudstream.demo import ensure_default_model, processor_env
 from fraudstream.probes import NotReady, Samples, scrape, wait_until_assigned
 
-RESULTS = Path(__file__).with_name("results")
+LOGS = Path(__file__).with_name("results") / "logs"
 FRAUDSTREAM = str(Path(sys.executable).with_name("fraudstream"))
 console = Console(width=150)
 
@@ -127,10 +126,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.minutes < 3:
         parser.error("--minutes must be at least 3: the verdicts compare the run's last third with the rest")
+    with BenchRun("bench_soak", settings=vars(args)) as run:
+        passed = soak(args, run)
+    if not passed:
+        raise SystemExit(1)
 
+
+def soak(args: argparse.Namespace, run: BenchRun) -> bool:
+    """One processor under the producer for the minutes asked; the per-minute table and the verdicts."""
     settings = soak_settings(get_settings())
     ensure_default_model(settings)
-    logs = RESULTS / "logs"
+    logs = LOGS
     logs.mkdir(parents=True, exist_ok=True)
     group = f"soak-{uuid.uuid4().hex[:8]}"
     environment = processor_env(settings)
@@ -184,22 +190,13 @@ def main() -> None:
                 process.terminate()
                 process.wait(60)
 
-    table = Table(title=f"soak: {args.rate:,.0f} events/s, {args.accounts:,} accounts, labels on")
-    for name in Minute.__dataclass_fields__:
-        table.add_column(name.replace("_", " "), justify="right")
-    for row in minutes:
-        table.add_row(*(str(value) for value in asdict(row).values()))
-    console.print(table)
     results = verdicts(minutes, args.rate)
-    for text, ok in results.items():
-        console.print(f"{'[green]PASS' if ok else '[red]FAIL'}[/] {text}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"rate": args.rate, "accounts": args.accounts, "minutes": [asdict(m) for m in minutes],
-                               "verdicts": results}, indent=1))
-    console.print(f"results: {out}")
-    if not all(results.values()):
-        raise SystemExit(1)
+    run.table(f"soak: {args.rate:,.0f} events/s, {args.accounts:,} accounts, labels on",
+              [name.replace("_", " ") for name in Minute.__dataclass_fields__],
+              [[str(value) for value in asdict(row).values()] for row in minutes],
+              note="; ".join(f"{'PASS' if ok else 'FAIL'} {text}" for text, ok in results.items()))
+    run.figures.update({"minutes": [asdict(m) for m in minutes], "verdicts": results})
+    return all(results.values())
 
 
 if __name__ == "__main__":

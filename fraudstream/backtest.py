@@ -11,7 +11,7 @@ picks the model's held-out test period, so the figures reproduce `model show`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +62,20 @@ class ScoredHistory:
         return len(self.scores) / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
-def score_history(history: LabeledHistory, scorer: Scorer, progress: StageProgress | None = None) -> ScoredHistory:
-    """Replay ``history`` as the model was trained (its manifest's feature config and partitions) and score it."""
-    report = progress or (lambda stage, done, total: None)
+def replay_fits(replayed: Replay, scorer: Scorer) -> bool:
+    """Whether a replay of the history is the one ``scorer``'s model was trained on (same states, same config)."""
     # A manifest without the partition count predates partitioned replay: it was trained on one state.
-    replayed = replay(history, scorer.replay_partitions or 1, scorer.feature_config,
-                      progress=lambda done, total: report("replay", done, total))
+    return replayed.partitions == (scorer.replay_partitions or 1) and replayed.config == scorer.feature_config
+
+
+def score_history(history: LabeledHistory, scorer: Scorer, progress: StageProgress | None = None,
+                  replayed: Replay | None = None) -> ScoredHistory:
+    """Replay ``history`` as the model was trained (its manifest's feature config and partitions) and score it;
+    ``replayed``: a replay of this very history already made, used when it fits the model."""
+    report = progress or (lambda stage, done, total: None)
+    if replayed is None or not replay_fits(replayed, scorer):
+        replayed = replay(history, scorer.replay_partitions or 1, scorer.feature_config,
+                          progress=lambda done, total: report("replay", done, total))
     began, began_cpu = time.perf_counter(), time.process_time()
     matrix = float_matrix(replayed.features, pd.Index(scorer.feature_names))
     total = matrix.shape[0]
@@ -147,14 +155,28 @@ class Challenge:
 
 
 def challenge(history: LabeledHistory, champion: Scorer, challenger: Scorer, bounds: tuple[int, int] | None,
-              rule: PromotionRule | None = None) -> Challenge:
-    """Score the same history with both models, evaluate both on the same labeled rows, apply the rule."""
-    metrics = [backtest_metrics(score_history(history, scorer), scorer, bounds) for scorer in (champion, challenger)]
+              rule: PromotionRule | None = None, progress: StageProgress | None = None,
+              replays: Sequence[Replay] = ()) -> Challenge:
+    """Score the same history with both models, evaluate both on the same labeled rows, apply the rule.
+    ``replays``: replays of this history already made (the challenger's training), reused where they fit."""
+    known = list(replays)
+    metrics = []
+    for who, scorer in (("champion", champion), ("challenger", challenger)):
+        fitting = next((replayed for replayed in known if replay_fits(replayed, scorer)), None)
+        stages = None if progress is None else _named(progress, who)
+        scored = score_history(history, scorer, stages, fitting)
+        known.append(scored.replay)
+        metrics.append(backtest_metrics(scored, scorer, bounds))
     if metrics[0] is None or metrics[1] is None:
         return Challenge(metrics[0], metrics[1], PromotionDecision(False, (
             "no labeled rows of both classes in the evaluation window; the champion stays",)))
     decision = decide_promotion(metrics[0], metrics[1], int(metrics[0]["fraud_rows"]), rule)
     return Challenge(metrics[0], metrics[1], decision)
+
+
+def _named(progress: StageProgress, who: str) -> StageProgress:
+    """Stages of one model's scoring reported under its role ("champion replay", "challenger score")."""
+    return lambda stage, done, total: progress(f"{who} {stage}", done, total)
 
 
 def check_output(out: Path) -> None:

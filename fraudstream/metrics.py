@@ -84,6 +84,11 @@ class EngineMetrics:
             self.registry.register(histogram)
         self.consumer_lag = Gauge("fraudstream_consumer_lag", "Messages behind the end of each partition.",
                                   ["partition"], registry=self.registry)
+        self.feature_psi = Gauge("fraudstream_feature_psi", "Population stability index of a feature over recent "
+                                 "batches against the model's training distribution (above 0.2: drift).",
+                                 ["feature"], registry=self.registry)
+        self.score_psi = Gauge("fraudstream_score_psi", "Population stability index of the score over recent "
+                               "batches against the model's test scores.", registry=self.registry)
         self.model = Gauge("fraudstream_model_info", "1 for the model version in use.", ["model_version"],
                            registry=self.registry)
         self.dead_letters = Counter("fraudstream_dead_letters", "Events and labels sent to the dead-letter topic, "
@@ -150,6 +155,14 @@ class EngineMetrics:
     def dependency_lost(self, dependency: str) -> None:
         self.dependency_up.labels(dependency).set(0)
         self.dependency_outages.labels(dependency).inc()
+
+    def set_drift(self, psi: Mapping[str, float]) -> None:
+        """PSI of each feature (and ``score``) over the engine's recent batches against the model's training."""
+        for name, value in psi.items():
+            if name == "score":
+                self.score_psi.set(value)
+            else:
+                self.feature_psi.labels(name).set(value)
 
     def set_model(self, version: str) -> None:
         if self._model_version is not None:

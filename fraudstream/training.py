@@ -45,7 +45,7 @@ def simulated_history(days: int, seed: int = 7, progress: StageProgress | None =
             progress("simulate", min(done_us[0] // MICROS_PER_HOUR, total_hours), total_hours)
 
     history = simulate_history(days, seed=seed, on_block=on_block)
-    return LabeledHistory(history.transactions, history.labels)
+    return LabeledHistory(history.transactions, history.labels, span_us=(history.start_us, history.end_us))
 
 
 def database_history(database_url: str, source: DatabaseSource) -> LabeledHistory:

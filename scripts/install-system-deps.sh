@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the project needs: a JDK for Kafka and Spark, Maven for their jars, PostgreSQL's server,
 # kcat and psql for checks by independent clients, Prometheus for the pipeline-health dashboard, Chromium for
-# the console's browser tests (Playwright drives Debian's build: no browser download). Installs only what is
-# missing; needs root for that.
+# the console's browser tests (Playwright drives Debian's build: no browser download), Node.js and npm for
+# TimescaleDB-in-PGlite (tools/pglite-timescale), which the TimescaleDB flavour's tests run against. Installs
+# only what is missing; needs root for that.
 set -euo pipefail
 
 need=()
@@ -14,6 +15,8 @@ command -v kcat >/dev/null || need+=(kcat)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

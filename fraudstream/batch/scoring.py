@@ -83,6 +83,11 @@ class Scorer:
         """Score feature rows holding (at least) the model's features: what the engines call."""
         return self.score_matrix(features.columns(self.feature_names))
 
+    def probability_rows(self, features: FeatureRows) -> np.ndarray:
+        """Probabilities only (no decision, no reasons): what a model in shadow gives."""
+        matrix = features.columns(self.feature_names)
+        return self._compiled.predict(matrix) if matrix.shape[0] else np.zeros(0)
+
     def score_matrix(self, matrix: np.ndarray) -> ScoreResult:
         """Score a (rows, feature_names) matrix, columns in the model's order."""
         if matrix.shape[0] == 0:

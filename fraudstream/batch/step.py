@@ -24,6 +24,7 @@ from fraudstream.events.contract import decode_labels
 from fraudstream.features import FeatureRows, FeatureState
 from fraudstream.features.columnar import Columns, batch_columns
 from fraudstream.features.state import REQUIRED_COLUMNS
+from fraudstream.model.drift import DriftWindow
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,14 @@ class OnePartition:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model scoring a batch (picked at its boundary) and the order the database stores its features in."""
+    """The model scoring a batch (picked at its boundary) and the order the database stores its features in;
+    ``shadow``: a challenger scored beside it, whose probability is stored but decides and alerts nothing."""
 
     scorer: Scorer
     feature_columns: Sequence[str]
+    shadow: Scorer | None = None
+    #: Live feature and score distributions against the model's training (PSI), when the engine exports them.
+    drift: DriftWindow | None = None
 
 
 @dataclass
@@ -175,6 +180,12 @@ class BatchStep:
         if transactions.empty:
             return build.no_rows()
         scorer = model.scorer
-        return build.scored_rows(transactions, features, scorer.score_rows(features),
+        shadow = None if model.shadow is None else (model.shadow.probability_rows(features),
+                                                    model.shadow.model_version)
+        scores = scorer.score_rows(features)
+        if model.drift is not None:
+            model.drift.observe(features.columns(scorer.feature_names), scores.probability)
+        return build.scored_rows(transactions, features, scores,
                                  model_version=scorer.model_version, engine=self.engine,
-                                 scored_at_us=time.time_ns() // 1000, feature_columns=model.feature_columns)
+                                 scored_at_us=time.time_ns() // 1000, feature_columns=model.feature_columns,
+                                 shadow=shadow)

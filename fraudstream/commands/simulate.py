@@ -13,7 +13,7 @@ from fraudstream.commands._output import console, fail
 from fraudstream.config import get_settings
 from fraudstream.model.registry import Registry
 from fraudstream.simulate.backfill import run_backfill
-from fraudstream.simulate.live import Mode, live_start_us, produce_live
+from fraudstream.simulate.live import Labels, Mode, live_start_us, produce_live
 from fraudstream.simulate.report import fraud_table
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,13 @@ def produce(
     duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds.")] = None,
     max_events: Annotated[int | None, typer.Option("--max-events", help="Stop after this many events.")] = None,
     seed: Seed = 7,
-    accounts: Accounts = 10_000,
+    accounts: Annotated[str, typer.Option(
+        "--accounts", help="Simulated accounts, or auto: on the wall clock (--time-scale 1) as many as make "
+                           "--rate at the simulated transactions per account and day (at most 10 million), "
+                           "else 10,000 (the model's training population).")] = "auto",
+    labels: Annotated[Labels, typer.Option(
+        "--labels", help="Which transactions get a label later: all (chargeback or no dispute) or fraud-only.")
+    ] = Labels.all,
     fraud_share: Annotated[float | None, typer.Option(
         "--fraud-share", help="Share of fraud among the simulated transactions (default 0.007; hacker mode "
                               "sends only the fraud of a 0.3 share).")] = None,
@@ -47,6 +53,8 @@ def produce(
     By default on a simulated clock that continues after the promoted model's training history
     (events carry simulated times); --time-scale 1 stamps the wall clock instead."""
     settings = get_settings()
+    if accounts != "auto" and not (accounts.isdigit() and int(accounts) >= 10):
+        raise fail(f"--accounts must be auto or a whole number of at least 10, got {accounts!r}")
     if rate == 0 and time_scale == 0:
         raise fail("--rate 0 (as fast as possible) needs an explicit --time-scale (1: wall clock)")
     try:
@@ -54,9 +62,10 @@ def produce(
     except kafka.KafkaUnavailable as error:
         raise fail(str(error)) from None
     start_us = None if time_scale == 1 else live_start_us(Registry(settings.models_dir).production_training_end_us())
-    summary = produce_live(settings, mode, rate or None, duration, max_events, seed, accounts=accounts,
-                           fraud_share=fraud_share, time_scale=time_scale or None, start_us=start_us,
-                           warm_up_days=warm_up_days if time_scale != 1 else 0.0)
+    summary = produce_live(settings, mode, rate or None, duration, max_events, seed,
+                           accounts=None if accounts == "auto" else int(accounts), fraud_share=fraud_share,
+                           time_scale=time_scale or None, start_us=start_us,
+                           warm_up_days=warm_up_days if time_scale != 1 else 0.0, labels=labels)
     clock = "wall clock" if summary.time_scale == 1 else f"simulated x{summary.time_scale:,.0f}"
     console.print(fraud_table(f"produced {summary.mode} traffic", summary.events_sent, summary.fraud_by_scenario, {
         "clock": clock,

@@ -36,6 +36,7 @@ from fraudstream.console.overview import OverviewHub, OverviewReader
 from fraudstream.model.exceptions import ModelError
 from fraudstream.model.registry import Registry
 from fraudstream.monitoring.refresh import refresh_every
+from fraudstream.store.model_events import ModelEvent, record_model_event
 
 log = logging.getLogger(__name__)
 
@@ -319,11 +320,16 @@ def create_app(settings: Settings) -> FastAPI:
     def promote(version: str, session: Actor) -> Response:
         if not session.user.is_admin:
             raise HTTPException(403, "only an admin can promote a model")
+        before = state.registry.production_version()
         try:
             state.registry.promote(version)
         except ModelError as error:
             raise HTTPException(404, str(error)) from None
         log.info("model promoted version=%s user=%s", version, session.user.username)
+        with state.pool.connection() as connection:
+            record_model_event(connection, ModelEvent("promote", "promoted", before, version,
+                                                      reasons=("promoted in the console",),
+                                                      actor=f"console:{session.user.username}"))
         return RedirectResponse("/models", status_code=303)
 
     return app

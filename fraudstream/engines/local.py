@@ -77,11 +77,17 @@ from fraudstream.features import FeatureState, StateFormatError
 from fraudstream.features.columnar import Columns
 from fraudstream.features.partitioned import MultiPartitionFeatureState
 from fraudstream.metrics import EngineMetrics
+from fraudstream.model.drift import DEFAULT_THRESHOLD, DriftWindow, drifted
 from fraudstream.store import writer
 
 log = logging.getLogger(__name__)
 
 ENGINE = "local"
+#: How often the drift (PSI per feature and of the score) goes to Prometheus.
+DRIFT_EXPORT_S = 15.0
+#: How long closing waits for unacknowledged alerts and dead letters during a broker outage (they belong to
+#: batches whose partitions are replayed).
+STOP_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,8 @@ class LocalEngine:
         self._in_flight: Future[HandedOver] | None = None
         #: Set when a batch in flight was abandoned: the owned partitions must go back to the database's checkpoints.
         self._rewind_pending = False
+        self._drift_at = 0.0
+        self._drifted: set[str] = set()
         self._model = self._register_model()
 
     def _new_consumer(self) -> Consumer:
@@ -269,9 +277,38 @@ class LocalEngine:
         """Note the model in the metrics and the summary, with the order the database stores its features in."""
         scorer = self.models.scorer
         self.metrics.set_model(scorer.model_version)
-        self.summary.model_versions.append(scorer.model_version)
+        previous: ModelChoice | None = getattr(self, "_model", None)
+        if previous is not None and previous.scorer is scorer:  # a shadow switch: the same model, its drift kept
+            drift = previous.drift
+        else:
+            self.summary.model_versions.append(scorer.model_version)
+            drift = DriftWindow.for_manifest(scorer.artifact.manifest, scorer.feature_names)
         return ModelChoice(scorer, self.database.run(lambda connection: writer.feature_order(
-            connection, scorer.model_version, scorer.feature_names)))
+            connection, scorer.model_version, scorer.feature_names)), self.models.shadow, drift)
+
+    def _export_drift(self, now: float) -> None:
+        """PSI per feature and of the score to Prometheus every DRIFT_EXPORT_S; a line when the set of drifted
+        ones changes (above DEFAULT_THRESHOLD), and then the model is marked for retraining in the registry."""
+        drift = self._model.drift
+        if drift is None or now - self._drift_at < DRIFT_EXPORT_S:
+            return
+        self._drift_at = now
+        values = drift.psi()
+        self.metrics.set_drift(values)
+        over = drifted(values, DEFAULT_THRESHOLD)
+        if set(over) != self._drifted:
+            self._drifted = set(over)
+            if over:
+                version = self._model.scorer.model_version
+                shown = {name: round(value, 3) for name, value in sorted(over.items())}
+                log.warning("drift above threshold model_version=%s threshold=%g psi=%s", version, DEFAULT_THRESHOLD,
+                            shown)
+                try:  # the scheduled retrain (fraudstream retrain --every) runs early
+                    self.models.registry.request_retrain(version, f"drift above PSI {DEFAULT_THRESHOLD:g}: {shown}")
+                except OSError as error:
+                    log.warning("retraining not requested reason=%r", str(error))
+            else:
+                log.info("drift back below threshold model_version=%s", self._model.scorer.model_version)
 
     # --- partition ownership -------------------------------------------------------------------------
 
@@ -294,6 +331,8 @@ class LocalEngine:
         """Every owned partition back to its checkpoint in the database, after the database connection was
         lost: a commit it acknowledged may have been lost in a crash, and the batches in flight were not
         committed. Like a reassignment: restore the snapshot, replay from it (replays write nothing)."""
+        if self.stopping:  # the process ends: the partitions' next owner starts from the checkpoints anyway
+            return
         self._rewind_pending = self.database.reconnected = False
         for partition, previous in list(self.states.items()):
             state, features = self._restore(partition)
@@ -362,7 +401,7 @@ class LocalEngine:
         if len(messages) < len(polled):
             self._log_errors(polled)
         batch = Batch.from_messages(self.topic, messages, list(self.states), started)
-        # 2. Reload the model at this boundary if another version was promoted.
+        # 2. Reload the model at this boundary if another version was promoted (or put in shadow).
         if self.models.refresh():
             self._collect()  # the committer thread's connection is free again
             self._model = self._register_model()
@@ -377,6 +416,7 @@ class LocalEngine:
         output = self.step.run(records, labels, self.owned, self._model, ingested_at_us=batch.ingested_at_us,
                                committed=self._committed_offsets(records.partitions))
         self.labels.advance(self.states.values(), labels)
+        self._export_drift(started)
         self.summary.replayed += output.replayed
         encoded = writer.encode_scored(output.rows) if len(output.rows) else b""
         # Hand over to the committer once the previous batch is done.
@@ -602,14 +642,16 @@ class LocalEngine:
         self.stopping = True
 
     def close(self) -> None:
-        """Finish the batch in flight (its failure propagates), then release every client."""
+        """Finish the batch in flight (its failure propagates), then release every client. Stopping during a
+        broker outage takes seconds, not the outage's length: the batch in flight is abandoned (it commits
+        nothing; the partitions' next owner replays it) and unacknowledged messages are not waited for."""
         try:
             self._collect()
         finally:
             self._committer.shutdown()
             self.consumer.close()
             self.labels.close()
-            self.sink.close()
+            self.sink.close(STOP_FLUSH_S if self.kafka_outage.down else 10.0)
             self.database.close()
 
 

@@ -6,6 +6,7 @@ that the topics an engine reads and writes exist.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,13 +17,15 @@ from fraudstream import kafka
 from fraudstream.batch.rows import DeadLetter, alert_messages
 from fraudstream.batch.sink import SinkWrite, Written
 from fraudstream.config import Settings
-from fraudstream.engines.exceptions import OffsetRegression, SinkDeliveryFailed, TopicMissing
+from fraudstream.engines.exceptions import BatchAbandoned, OffsetRegression, SinkDeliveryFailed, TopicMissing
 from fraudstream.engines.outages import Outage
 from fraudstream.features import FEATURE_CODE_VERSION
 from fraudstream.store import writer
 
 #: Kafka's produce limit for our messages: the broker accepts 2 MB (dead letters keep original bytes).
 PRODUCER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+#: How often a delivery wait during a broker outage checks whether the engine is stopping.
+STOP_CHECK_S = 0.5
 
 
 def check_topics(settings: Settings) -> int:
@@ -68,19 +71,34 @@ class PostgresKafkaSink:
 
     def confirm_delivery(self) -> None:
         """Flush; SinkDeliveryFailed when a message was refused or is still unacknowledged. With a
-        ``kafka_outage``, unacknowledged messages are waited for (the producer retries them) until the
-        engine stops; without, the first flush decides."""
-        remaining = self.producer.flush(self.flush_s)
-        if remaining and self.kafka_outage is not None:
-            while remaining and not self._errors and not self.stopping():
-                self.kafka_outage.failed(f"{remaining} alerts and dead letters not acknowledged")
-                remaining = self.producer.flush(self.flush_s)
-            if not remaining:
-                self.kafka_outage.recovered()
+        ``kafka_outage``, unacknowledged messages are waited for (the producer retries them), an outage
+        declared after ``flush_s``, until the engine stops: then BatchAbandoned (within STOP_CHECK_S), the
+        batch being replayed by its partitions' next owner. Without, the first flush decides."""
+        if self.kafka_outage is None:
+            remaining = self.producer.flush(self.flush_s)
+        else:
+            remaining = self._flush_until_stopped(self.kafka_outage)
         errors, self._errors = self._errors, []
         if remaining or errors:
             raise SinkDeliveryFailed(f"{remaining} messages unacknowledged, {len(errors)} failed ({errors[:3]}); "
                                      f"check the broker at {self.settings.kafka_bootstrap}; the batch is replayed")
+
+    def _flush_until_stopped(self, outage: Outage) -> int:
+        """Flush in STOP_CHECK_S slices until everything is acknowledged or refused; messages left."""
+        started, waited = time.monotonic(), False
+        remaining = self.producer.flush(STOP_CHECK_S)
+        while remaining and not self._errors:
+            if self.stopping():
+                self._errors = []
+                raise BatchAbandoned(f"stopping during a Kafka outage with {remaining} alerts and dead letters "
+                                     "unacknowledged; the batch is replayed by its partitions' next owner")
+            if time.monotonic() - started >= self.flush_s:
+                waited = True
+                outage.failed(f"{remaining} alerts and dead letters not acknowledged")
+            remaining = self.producer.flush(STOP_CHECK_S)
+        if waited and not remaining:
+            outage.recovered()
+        return remaining
 
     def write(self, connection: psycopg.Connection, batch: SinkWrite) -> Written:
         """Rows, labels, offsets and snapshots in one transaction (OffsetRegression, rolled back, when another

@@ -168,8 +168,9 @@ def build_query(spark: SparkSession, settings: Settings, options: JobOptions, mo
     def sink(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         if models.refresh():
-            log.info("spark job switched model version=%s batch=%d", models.version, batch_id)
-        BatchContext(models.version, time.time_ns() // 1000).publish(spark.sparkContext)
+            log.info("spark job switched model version=%s shadow=%s batch=%d", models.version,
+                     models.shadow_version, batch_id)
+        BatchContext(models.version, time.time_ns() // 1000, models.shadow_version).publish(spark.sparkContext)
         counts = batch.collect()  # the batch's one job: one small row per key
         totals = [sum(row[name] for row in counts) for name in COUNTS]
         report = BatchReport(batch_id, time.perf_counter() - started, *totals, models.version, time.time())

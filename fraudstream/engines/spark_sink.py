@@ -31,6 +31,8 @@ ENGINE = "spark"
 #: Spark local properties through which the driver hands each batch's choices to its tasks.
 MODEL_VERSION_PROPERTY = "fraudstream.model_version"
 INGESTED_AT_PROPERTY = "fraudstream.ingested_at_us"
+#: The challenger scored in shadow ("" without one).
+SHADOW_VERSION_PROPERTY = "fraudstream.shadow_model_version"
 
 # Per executor Python process (Spark reuses them across tasks): the open clients and loaded models.
 _scorers: dict[tuple[str, str], Scorer] = {}
@@ -47,11 +49,13 @@ class BatchContext:
 
     model_version: str
     ingested_at_us: int
+    shadow_version: str | None = None
 
     def publish(self, context: SparkContext) -> None:
         """Driver side, before the batch's action: every task of the batch's jobs sees these values."""
         context.setLocalProperty(MODEL_VERSION_PROPERTY, self.model_version)
         context.setLocalProperty(INGESTED_AT_PROPERTY, str(self.ingested_at_us))
+        context.setLocalProperty(SHADOW_VERSION_PROPERTY, self.shadow_version or "")
 
     @classmethod
     def current(cls) -> BatchContext:
@@ -62,13 +66,16 @@ class BatchContext:
         if not version or not ingested:
             raise RuntimeError("the Spark task carries no model version: the stateful step runs only inside the "
                                "foreachBatch of fraudstream.engines.spark_job, which publishes it per batch")
-        return cls(version, int(ingested))
+        shadow = task.getLocalProperty(SHADOW_VERSION_PROPERTY) if task else None
+        return cls(version, int(ingested), shadow or None)
 
 
-def _scorer(models_dir: Path, version: str) -> Scorer:
+def _scorer(models_dir: Path, version: str, keep: tuple[str | None, ...] = ()) -> Scorer:
+    """A loaded model; the cache keeps only this batch's models (production and shadow)."""
     key = (str(models_dir), version)
     if key not in _scorers:
-        _scorers.clear()
+        for old in [old for old in _scorers if old[1] not in (version, *keep)]:
+            del _scorers[old]
         _scorers[key] = Scorer.from_registry(models_dir, version)
     return _scorers[key]
 
@@ -80,13 +87,16 @@ def _connection(url: str) -> psycopg.Connection:
     return connection
 
 
-def _model(settings: Settings, connection: psycopg.Connection, version: str) -> ModelChoice:
-    """The version's scorer, with its feature names registered once per process (writer.feature_order)."""
-    scorer = _scorer(settings.models_dir, version)
+def _model(settings: Settings, connection: psycopg.Connection, batch: BatchContext) -> ModelChoice:
+    """The batch's scorer, with its feature names registered once per process (writer.feature_order), and the
+    shadow model's."""
+    version = batch.model_version
+    scorer = _scorer(settings.models_dir, version, (batch.shadow_version,))
+    shadow = None if batch.shadow_version is None else _scorer(settings.models_dir, batch.shadow_version, (version,))
     key = (settings.database_url, version)
     if key not in _feature_orders:
         _feature_orders[key] = writer.feature_order(connection, version, scorer.feature_names)
-    return ModelChoice(scorer, _feature_orders[key])
+    return ModelChoice(scorer, _feature_orders[key], shadow)
 
 
 def _sink(settings: Settings) -> PostgresKafkaSink:
@@ -107,7 +117,7 @@ def process(settings: Settings, batch: BatchContext, transactions: Records, labe
             states: FeatureStates, *, owns_labels: bool) -> dict[str, int]:
     """The batch step and the sink for one partition's records; the counts."""
     connection = _connection(settings.database_url)
-    output = _step(settings).run(transactions, labels, states, _model(settings, connection, batch.model_version),
+    output = _step(settings).run(transactions, labels, states, _model(settings, connection, batch),
                                  ingested_at_us=batch.ingested_at_us, owns_labels=owns_labels)
     sink = _sink(settings)
     if output.letters:

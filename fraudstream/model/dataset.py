@@ -48,6 +48,9 @@ class LabeledHistory:
     matured_until_us: int | None = None
     #: Where the history came from (file, simulation, database and label maturity), for the manifest.
     source: dict[str, object] = field(default_factory=dict)
+    #: The event-time window ``[start, end)`` the history covers, when its producer knows it (a simulation
+    #: of whole days); None: from its first to just after its last transaction. The split is laid on it.
+    span_us: tuple[int, int] | None = None
 
     def targets(self) -> np.ndarray:
         """is_fraud per transaction (a transaction without a label counts as legitimate)."""
@@ -69,6 +72,8 @@ class Replay:
     seconds: float
     cpu_seconds: float
     stats: StateStats
+    #: The feature configuration replayed: a model trained with another one needs its own replay.
+    config: FeatureConfig = field(default_factory=FeatureConfig)
 
     @property
     def events_per_second(self) -> float:
@@ -87,7 +92,8 @@ def load_history(path: Path, label_delay_days: float = 7.0, labeled: bool = True
     path = Path(path)
     if path.is_dir():
         history = read_history(path)
-        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)})
+        span = (history.start_us, history.end_us) if history.end_us > history.start_us else None
+        return LabeledHistory(history.transactions, history.labels, source={"file": str(path)}, span_us=span)
     return replace(import_labeled(path, label_delay_days, labeled), source={"file": str(path)})
 
 
@@ -185,4 +191,5 @@ def replay(
         states=states, chunk_events=chunk_events, progress=progress,
     )
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
-    return Replay(features, partitions, seconds, cpu_seconds, StateStats.total(state.stats() for state in states))
+    return Replay(features, partitions, seconds, cpu_seconds, StateStats.total(state.stats() for state in states),
+                  config or FeatureConfig())

@@ -6,6 +6,11 @@ Layout under ``models_dir``::
     v0001/manifest.json    feature names, feature-code version, window, metrics, thresholds, file hashes,
                            HMAC-SHA256 signature (fraudstream.model.signing; the key lives outside models_dir)
     PRODUCTION             the promoted version's name, replaced atomically (write + rename)
+    PRODUCTION_HISTORY     JSON list of the versions promoted, oldest first, the current last: what
+                           `model rollback` pops back to
+    SHADOW                 the challenger scored beside production (no decisions), if any
+    RETRAIN_REQUESTED      JSON: a running engine saw drift on this production version; a scheduled
+                           `fraudstream retrain` runs early
 
 A version directory is built under a temporary name and renamed into place, so readers never see a
 half-written artifact. Loading verifies the manifest's signature, then re-hashes every file: an edited
@@ -35,6 +40,9 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.txt"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "PRODUCTION"
+HISTORY_FILE = "PRODUCTION_HISTORY"
+SHADOW_FILE = "SHADOW"
+RETRAIN_FILE = "RETRAIN_REQUESTED"
 #: 2: signed (HMAC-SHA256). 1 carried a checksum of itself, which anyone editing it could recompute.
 MANIFEST_FORMAT = 2
 _VERSION = re.compile(r"^v\d{4,}$")
@@ -152,14 +160,85 @@ class Registry:
             return version
 
     def promote(self, version: str) -> None:
-        """Point production at a verified version (atomic replace of the PRODUCTION file)."""
+        """Point production at a verified version (atomic replace of the PRODUCTION file); it is pushed on
+        the production history and stops being the shadow model if it was."""
         self.load(version)
-        handle, temporary = tempfile.mkstemp(prefix=".production-", dir=self.models_dir)
+        history = self.production_history()
+        if not history or history[-1] != version:
+            self._write(HISTORY_FILE, orjson.dumps([*history, version]).decode())
+        self._write(POINTER_FILE, version)
+        if self.shadow_version() == version:
+            self.clear_shadow()
+
+    def rollback(self) -> tuple[str, str]:
+        """Return production to the version promoted before the current one; (from, to). Rolling back
+        again goes further back, as an undo stack (a later promote pushes again)."""
+        history = self.production_history()
+        if len(history) < 2:
+            current = history[-1] if history else None
+            raise NoProductionModel(
+                f"no earlier production version to return to in {self.models_dir} (production: {current or 'none'}): "
+                "promote a version with `fraudstream model promote VERSION` instead")
+        current, previous = history[-1], history[-2]
+        self.load(previous)
+        self._write(HISTORY_FILE, orjson.dumps(history[:-1]).decode())
+        self._write(POINTER_FILE, previous)
+        return current, previous
+
+    def production_history(self) -> list[str]:
+        """Versions promoted, oldest first, ending with the current one (a registry promoted before the
+        history was kept starts it at its current version)."""
+        try:
+            history = [str(version) for version in orjson.loads((self.models_dir / HISTORY_FILE).read_bytes())]
+        except FileNotFoundError:
+            history = []
+        except orjson.JSONDecodeError as error:
+            raise ArtifactError(f"{self.models_dir / HISTORY_FILE}: not valid JSON ({error}); restore it or delete "
+                                "it (rollback then starts from the current version)") from None
+        current = self.production_version()
+        if current is not None and (not history or history[-1] != current):
+            history.append(current)
+        return history
+
+    def set_shadow(self, version: str) -> None:
+        """Score a verified version in shadow beside production (engines pick it up at their next batch)."""
+        self.load(version)
+        self._write(SHADOW_FILE, version)
+
+    def clear_shadow(self) -> None:
+        (self.models_dir / SHADOW_FILE).unlink(missing_ok=True)
+
+    def shadow_version(self) -> str | None:
+        """The challenger in shadow, or None; one small file read, as ``production_version``."""
+        try:
+            version = (self.models_dir / SHADOW_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def request_retrain(self, version: str, reason: str) -> None:
+        """Mark ``version`` for retraining (drift seen by an engine); the scheduled retrain runs early."""
+        self._write(RETRAIN_FILE, orjson.dumps({"version": version, "reason": reason}).decode())
+
+    def retrain_request(self) -> dict[str, str] | None:
+        """The pending request for the current production version, or None (one for an older version is stale)."""
+        try:
+            request = orjson.loads((self.models_dir / RETRAIN_FILE).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return request if request.get("version") == self.production_version() else None
+
+    def clear_retrain_request(self) -> None:
+        (self.models_dir / RETRAIN_FILE).unlink(missing_ok=True)
+
+    def _write(self, name: str, text: str) -> None:
+        """Replace a small registry file atomically (write, fsync, rename)."""
+        handle, temporary = tempfile.mkstemp(prefix=f".{name.lower()}-", dir=self.models_dir)
         with os.fdopen(handle, "w") as pointer:
-            pointer.write(version + "\n")
+            pointer.write(text + "\n")
             pointer.flush()
             os.fsync(pointer.fileno())
-        os.replace(temporary, self.models_dir / POINTER_FILE)
+        os.replace(temporary, self.models_dir / name)
 
     def production_version(self) -> str | None:
         """The promoted version, or None; one small file read, cheap enough for every batch."""

@@ -117,11 +117,30 @@ def split_windows(start_us: int, end_us: int, split: SplitConfig) -> dict[str, t
     return {"train": (train_start, train_end), "validation": validation, "test": test}
 
 
-def split_masks(event_time_us: np.ndarray, split: SplitConfig, end_us: int | None = None) -> dict[str, np.ndarray]:
-    """Boolean masks train / validation / test over rows, by event time; the periods are laid back
-    from ``end_us`` (default: just after the last row)."""
+def split_masks(event_time_us: np.ndarray, split: SplitConfig, end_us: int | None = None,
+                span_us: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks train / validation / test over rows, by event time. The periods are laid on
+    ``span_us`` (the window the history covers, e.g. whole simulated days), else on the rows' own
+    first event to just after the last; and back from ``end_us`` (the matured end) when earlier."""
     if event_time_us.size == 0:
         raise SplitError("the history has no transactions")
-    last = int(event_time_us.max()) + 1
-    windows = split_windows(int(event_time_us.min()), last if end_us is None else min(end_us, last), split)
+    first, last = (int(event_time_us.min()), int(event_time_us.max()) + 1) if span_us is None else span_us
+    windows = split_windows(first, last if end_us is None else min(end_us, last), split)
     return {part: (event_time_us >= low) & (event_time_us < high) for part, (low, high) in windows.items()}
+
+
+def minimum_history_days(split: SplitConfig) -> float:
+    """The shortest history the split fits in when laid back from its end: burn-in, a day (or
+    ``train_days``) of training, the gaps, validation and test."""
+    return (split.burn_in_days + (split.train_days or 1.0) + 2 * split.gap_days + split.validation_days
+            + split.test_days)
+
+
+def check_simulated_days(days: float, split: SplitConfig) -> None:
+    """Refuse a simulation too short for the split before spending minutes on it."""
+    if split.train_start_us is None and split.train_end_us is None and days < minimum_history_days(split):
+        raise SplitError(
+            f"--days {days:g} is too short for the split: it needs at least {minimum_history_days(split):g} days "
+            f"(burn-in {split.burn_in_days:g} + training {split.train_days or 1:g} + gap {split.gap_days:g} + "
+            f"validation {split.validation_days:g} + gap {split.gap_days:g} + test {split.test_days:g}): "
+            "raise --days or shorten --validation-days/--test-days/--gap-days")

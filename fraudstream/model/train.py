@@ -25,6 +25,7 @@ from fraudstream.events.contract import format_time_us
 from fraudstream.features import CATEGORICAL_FEATURES, FEATURE_CODE_VERSION, FeatureConfig
 from fraudstream.features.config import DEFAULT_FEATURE_CONFIG_VERSION
 from fraudstream.model.dataset import LabeledHistory, Replay, replay
+from fraudstream.model.drift import drift_reference
 from fraudstream.model.exceptions import NotEnoughData
 from fraudstream.model.metrics import compromised_since, evaluate
 from fraudstream.model.registry import Registry
@@ -141,7 +142,8 @@ def train_model(
     accounts = history.transactions["account_id"].to_numpy(dtype=object)
     known = history.known_mask()
     masks = {part: mask & known
-             for part, mask in split_masks(event_time, config.split, history.matured_until_us).items()}
+             for part, mask in split_masks(event_time, config.split, history.matured_until_us,
+                                                     history.span_us).items()}
     for part, mask in masks.items():
         if target[mask].sum() == 0:
             raise NotEnoughData(f"no fraud in the {part} period: simulate or import more days")
@@ -180,6 +182,9 @@ def train_model(
     test_decisions = predictors["model"]("test")
     metrics["model"]["review_rate"] = float((test_decisions >= thresholds.review).mean())
     metrics["model"]["block_rate"] = float((test_decisions >= thresholds.block).mean())
+    # What live traffic is compared with (fraudstream.model.drift): numeric training features, test scores.
+    reference = drift_reference({name: x["train"][name].to_numpy(dtype=np.float64, na_value=np.nan)
+                                 for name in names if name not in CATEGORICAL_FEATURES}, test_decisions)
     # Keep only the rounds early stopping chose, so the saved model is the evaluated one.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
     seconds["total"] = time.perf_counter() - began
@@ -197,6 +202,7 @@ def train_model(
         "fraud_rows": {part: int(target[mask].sum()) for part, mask in masks.items()},
         "metrics": metrics,
         "thresholds": thresholds.to_dict(),
+        "drift_reference": reference,
         "training": {
             "library": f"lightgbm {lgb.__version__}",
             "rounds": booster.num_trees(),

@@ -23,6 +23,7 @@ from fraudstream.history import History, to_microseconds, write_history
 from fraudstream.simulate.normal import (
     LEGITIMATE,
     Columns,
+    Surprises,
     concat_columns,
     normal_traffic,
     plan_surprises,
@@ -59,9 +60,16 @@ def simulate_window(population: Population, rng: np.random.Generator, start_us: 
     """Legitimate traffic plus injected fraud over [start_us, end_us), sorted by event time.
 
     ``on_block(simulated_us, events)`` is called after each block of days, for progress bars."""
+    surprises = plan_surprises(population, rng, start_us, end_us)
+    return simulate_span(population, surprises, rng, start_us, end_us, fraud_share, scenarios, on_block)
+
+
+def simulate_span(population: Population, surprises: Surprises, rng: np.random.Generator, start_us: int,
+                  end_us: int, fraud_share: float, scenarios: Mapping[str, float],
+                  on_block: Callable[[int, int], None] | None = None) -> Columns:
+    """``simulate_window`` for a span inside the window ``surprises`` were planned for."""
     if not 0.0 <= fraud_share < 0.5:
         raise ValueError("fraud_share must be in [0, 0.5)")
-    surprises = plan_surprises(population, rng, start_us, end_us)
     blocks: list[Columns] = []
     block_us = BLOCK_DAYS * MICROS_PER_DAY
     for block_start in range(start_us, end_us, block_us):
@@ -87,20 +95,22 @@ def _strings(names: np.ndarray | tuple[str, ...], codes: np.ndarray, mask: np.nd
                                           pa.array(vocabulary.tolist(), type=pa.string()))
 
 
-def to_tables(population: Population, columns: Columns, rng: np.random.Generator, id_prefix: str,
-              label_delays: LabelDelays, first_number: int = 0) -> tuple[pa.Table, pa.Table]:
-    """Sorted columns as the contract's transaction and label tables (ids follow the time order)."""
+def _account_strings(population: Population, accounts: np.ndarray) -> pa.Array:
+    """Account ids as a dictionary array over the accounts these rows name (not the whole population)."""
+    distinct, positions = np.unique(accounts, return_inverse=True)
+    return pa.DictionaryArray.from_arrays(pa.array(positions.astype(np.int32)), population.account_ids(distinct))
+
+
+def transactions_table(population: Population, columns: Columns, id_prefix: str, first_number: int = 0) -> pa.Table:
+    """Sorted columns as the contract's transaction table (ids follow the row order from ``first_number``)."""
     size = len(columns["time_us"])
-    transaction_ids = labelled_ids(id_prefix, size, width=10, first=first_number)
-    accounts = _strings(population.account_ids, columns["account"])
-    merchants = _strings(population.merchant_ids, columns["merchant"])
-    transactions = pa.Table.from_arrays([
-        transaction_ids,
+    return pa.Table.from_arrays([
+        labelled_ids(id_prefix, size, width=10, first=first_number),
         pa.array(columns["time_us"]),
-        accounts,
+        _account_strings(population, columns["account"]),
         pa.array(columns["amount"]),
         _strings(currencies(), population.home_country[columns["account"]]),
-        merchants,
+        _strings(population.merchant_ids, columns["merchant"]),
         _strings(category_names(), population.merchant_category[columns["merchant"]]),
         _strings(PAYMENT_METHODS, columns["payment"]),
         _strings(CHANNELS, columns["channel"]),
@@ -109,12 +119,19 @@ def to_tables(population: Population, columns: Columns, rng: np.random.Generator
         pa.array(np.round(columns["longitude"], 5)),
         device_ids(population, columns["device"]),
     ], names=list(TRANSACTION_COLUMNS))
+
+
+def to_tables(population: Population, columns: Columns, rng: np.random.Generator, id_prefix: str,
+              label_delays: LabelDelays, first_number: int = 0) -> tuple[pa.Table, pa.Table]:
+    """Sorted columns as the contract's transaction and label tables (ids follow the time order)."""
+    transactions = transactions_table(population, columns, id_prefix, first_number)
     is_fraud = columns["scenario"] != LEGITIMATE
     low, high = np.where(is_fraud[:, None], label_delays.fraud_s, label_delays.legit_s).T
     labeled_at = columns["time_us"] + (rng.uniform(low, high) * MICROS_PER_SECOND).astype(np.int64)
     scenario = _strings(SCENARIO_NAMES, np.where(is_fraud, columns["scenario"], 0), mask=~is_fraud)
     labels = pa.Table.from_arrays([
-        transaction_ids, accounts, merchants, pa.array(is_fraud), scenario, pa.array(labeled_at),
+        transactions.column("transaction_id"), transactions.column("account_id"),
+        transactions.column("merchant_id"), pa.array(is_fraud), scenario, pa.array(labeled_at),
     ], names=list(LABEL_COLUMNS))
     return transactions, labels.take(pa.array(np.argsort(labeled_at, kind="stable")))
 

@@ -17,8 +17,13 @@ Two clocks, because a population of 10,000 accounts makes about 0.2 transactions
   took minutes in simulated time arrive as compressed bursts, and labels follow after a compressed
   delay (``LIVE_LABEL_DELAYS``).
 
-Traffic is generated one simulated week at a time (in a helper thread, so generation never stalls the
-sender). Pacing works in small time slices: each slice sends whatever is due by now, which keeps the
+Traffic is simulated a week at a time, or for a population whose week would exceed ``WINDOW_ROWS``
+events, in equal windows of the week of about that many (the week's trips and new devices are planned
+once for the whole week). Rows are encoded ``CHUNK_ROWS`` at a time, in a helper thread so generation
+never stalls the sender; pending labels keep a few numbers per row, not the encoded events. So memory
+grows with the population's arrays, not with its weekly traffic. In wall-clock mode the population can
+be sized to the rate (``accounts_for_rate``), so each account transacts as often per wall-clock day as
+it does per simulated day. Pacing works in small time slices: each slice sends whatever is due by now, which keeps the
 long-run rate exact even when one slice runs late. Labels still pending when the run ends are sent at
 the end (with their scheduled ``labeled_at``) so that every transaction has its ground truth.
 """
@@ -51,9 +56,22 @@ from fraudstream.events.contract import (
 )
 from fraudstream.kafka import produce
 from fraudstream.kafka import producer as kafka_producer
-from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_window, to_microseconds, to_tables
-from fraudstream.simulate.normal import LEGITIMATE, take_columns
-from fraudstream.simulate.population import build_population
+from fraudstream.simulate.backfill import (
+    DEFAULT_START,
+    LabelDelays,
+    simulate_span,
+    to_microseconds,
+    transactions_table,
+)
+from fraudstream.simulate.normal import (
+    LEGITIMATE,
+    Columns,
+    concat_columns,
+    empty_columns,
+    plan_surprises,
+    take_columns,
+)
+from fraudstream.simulate.population import Population, build_population, labelled_ids_of
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_NAMES
 from fraudstream.timeunits import MICROS_PER_DAY, MICROS_PER_SECOND
 
@@ -66,8 +84,22 @@ MAX_SLICE_EVENTS = 1_000_000
 LABEL_BUCKET_S = 0.1
 #: Share of fraud simulated per chunk in hacker mode (only the fraud is sent).
 HACKER_FRAUD_SHARE = 0.3
-#: Simulated days generated at once: long enough for skimmed cards to be cloned and used days later.
+#: Simulated days planned at once (trips, new devices): long enough for skimmed cards to be cloned and
+#: used days later when the whole week is simulated at once.
 CHUNK_DAYS = 7
+WEEK_US = CHUNK_DAYS * MICROS_PER_DAY
+#: Events simulated at once at most (about): a bigger population's week is split into windows.
+WINDOW_ROWS = 500_000
+#: Events encoded at once and handed to the sender.
+CHUNK_ROWS = 50_000
+#: The Kafka client's local queue (kilobytes): about five seconds of traffic at 50,000 events/s.
+PRODUCER_QUEUE_KB = 131_072
+#: The population of the simulated-clock mode and the default one (the model's training population).
+DEFAULT_ACCOUNTS = 10_000
+#: Largest population ``accounts_for_rate`` builds (about 0.8 GB of account arrays).
+MAX_AUTO_ACCOUNTS = 10_000_000
+#: Accounts of the sample whose simulated week measures the mean transactions per account per day.
+RATE_SAMPLE_ACCOUNTS = 10_000
 #: Wall-clock mode's compressed label delays (seconds).
 LIVE_LABEL_DELAYS = LabelDelays(fraud_s=(5.0, 30.0), legit_s=(30.0, 90.0))
 #: Simulated-clock mode's label delays: the history's own (days), on the simulated clock.
@@ -83,6 +115,14 @@ class Mode(StrEnum):
     normal = "normal"
     hacker = "hacker"
     all = "all"
+
+
+class Labels(StrEnum):
+    """Which transactions get a label: every one (chargeback or "no dispute", the engine's worst case)
+    or only the fraud."""
+
+    all = "all"
+    fraud_only = "fraud-only"
 
 
 @dataclass
@@ -117,27 +157,41 @@ class ProduceSummary:
 
 @dataclass
 class Chunk:
-    """Simulated days ready to send: pre-encoded bodies (without event_time) plus label fields."""
+    """Rows ready to send: pre-encoded bodies (without event_time) plus what their labels need."""
 
     bodies: list[bytes]
     keys: list[bytes]
-    transaction_ids: list[str]
-    merchant_ids: list[str]
+    accounts: np.ndarray
+    merchants: np.ndarray
     scenario_codes: np.ndarray
     #: Simulated event times (sorted) and the run-wide number of the first row (ids follow it).
     times_us: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     first_number: int = 0
+    id_prefix: str = ""
+
+    @property
+    def transaction_ids(self) -> list[str]:
+        return transaction_ids(self.id_prefix, self.first_number + np.arange(len(self.bodies))).to_pylist()
+
+
+def transaction_ids(id_prefix: str, numbers: np.ndarray) -> pa.Array:
+    """The ids of these run-wide transaction numbers."""
+    return labelled_ids_of(id_prefix, numbers, width=10)
 
 
 class TrafficSource:
-    """Endless simulated traffic for a mode, a simulated week at a time, deterministic under a seed.
+    """Endless simulated traffic for a mode, in simulated-time order, deterministic under a seed.
 
     ``start_us`` is where the simulated traffic begins (default: today, midnight UTC) and
     ``population_start_us`` the moment the population is built for (default: ``start_us``); a live
     stream that continues a simulated history passes the history's start (``DEFAULT_START``) so that
     accounts are the same ones, opened at the same moments. ``fraud_share`` is the share of fraud
     among everything simulated; in hacker mode only the fraud is sent (default share
-    ``HACKER_FRAUD_SHARE``)."""
+    ``HACKER_FRAUD_SHARE``).
+
+    A week is simulated at once when it holds at most ``WINDOW_ROWS`` events (the stream is then the
+    one of a whole-week simulation), else in equal windows; fraud scenarios then see only their window
+    (a skimmed card's clone is used inside it, so windows under about two days have no such fraud)."""
 
     def __init__(self, mode: Mode, seed: int, accounts: int, merchants: int, fraud_share: float | None,
                  scenarios: Mapping[str, float], start_us: int | None = None,
@@ -153,49 +207,125 @@ class TrafficSource:
         self.scenarios = scenarios
         self.id_prefix = f"lv{seed}-{os.urandom(4).hex()}-"
         self.sent_numbers = 0
-        self._first: Chunk | None = None
+        week_events = float(self.population.transactions_per_day.sum(dtype=np.float64)) * CHUNK_DAYS / (
+            1.0 - self.fraud_share)
+        # Whole days (7 a week) or hours: a window of a fractional number of days would fold a day's rhythm.
+        self.windows_per_week = 1 if week_events <= WINDOW_ROWS else 7 * math.ceil(week_events / WINDOW_ROWS / 7)
+        self._windows: Iterator[tuple[int, int, Columns]] | None = None
+        self._peeked: tuple[int, int, Columns] | None = None
 
     def events_per_simulated_second(self) -> float:
-        """This source's average rate per simulated second, measured on its first simulated week."""
-        first = self._first_chunk()
-        return len(first.bodies) / (CHUNK_DAYS * MICROS_PER_DAY / MICROS_PER_SECOND)
+        """This source's average rate per simulated second, measured on its first window."""
+        if self._peeked is None:
+            self._peeked = next(self._window_iterator())
+        start_us, end_us, columns = self._peeked
+        return len(columns["time_us"]) / ((end_us - start_us) / MICROS_PER_SECOND)
 
-    def _first_chunk(self) -> Chunk:
-        if self._first is None:
-            self._first = self._chunk(0)
-        return self._first
+    def _window_iterator(self) -> Iterator[tuple[int, int, Columns]]:
+        if self._windows is None:
+            self._windows = self._simulate_windows()
+        return self._windows
+
+    def _simulate_windows(self) -> Iterator[tuple[int, int, Columns]]:
+        """(start, end, this mode's columns) of each window in order; one generator per week plans the
+        week's surprises and then simulates its windows one after another."""
+        week = 0
+        carried = empty_columns()
+        while True:
+            rng = np.random.default_rng([self.seed, 3, week])
+            begin = self.start_us + week * WEEK_US
+            surprises = plan_surprises(self.population, rng, begin, begin + WEEK_US)
+            for window in range(self.windows_per_week):
+                start = begin + window * WEEK_US // self.windows_per_week
+                end = begin + (window + 1) * WEEK_US // self.windows_per_week
+                columns = simulate_span(self.population, surprises, rng, start, end, self.fraud_share,
+                                        self.scenarios)
+                if self.mode is not Mode.all:
+                    fraud = columns["scenario"] != LEGITIMATE
+                    columns = take_columns(columns, np.flatnonzero(fraud if self.mode is Mode.hacker else ~fraud))
+                if self.windows_per_week > 1:
+                    columns, carried = _carry_over(carried, columns, end)
+                yield start, end, columns
+            week += 1
+
+    def take_events(self, count: int) -> Columns:
+        """The next ``count`` simulated events as columns, not encoded (benches feed them to the feature
+        core); the rest of the last window simulated is dropped."""
+        parts: list[Columns] = []
+        while sum(len(part["time_us"]) for part in parts) < count:
+            if self._peeked is not None:
+                window, self._peeked = self._peeked, None
+            else:
+                window = next(self._window_iterator())
+            parts.append(window[2])
+        return {name: values[:count] for name, values in concat_columns(parts).items()}
+
+    def _encoded_chunks(self) -> Iterator[Chunk]:
+        """Windows cut into chunks of at most ``CHUNK_ROWS`` rows, numbered in order."""
+        while True:
+            if self._peeked is not None:
+                window, self._peeked = self._peeked, None  # sent from here on; not kept for the whole run
+            else:
+                window = next(self._window_iterator())
+            columns = window[2]
+            for begin in range(0, len(columns["time_us"]), CHUNK_ROWS):
+                yield self._chunk({name: values[begin:begin + CHUNK_ROWS] for name, values in columns.items()})
 
     def chunks(self) -> Iterator[Chunk]:
-        """Simulated weeks in order; the next one is generated in a helper thread while this one is sent."""
+        """Chunks in order; the next one is simulated and encoded in a helper thread while this one is sent."""
+        encoded = self._encoded_chunks()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate") as pool:
-            chunk = self._first_chunk()  # before week 1 is submitted: transaction numbers follow the weeks
-            week = 1
-            pending: Future[Chunk] = pool.submit(self._chunk, week)
-            self._first = None  # sent from here on; not kept for the whole run
+            pending: Future[Chunk] = pool.submit(next, encoded)
             while True:
-                if chunk.bodies:
-                    yield chunk
                 chunk = pending.result()
-                week += 1
-                pending = pool.submit(self._chunk, week)
+                pending = pool.submit(next, encoded)
+                yield chunk
 
-    def _chunk(self, week: int) -> Chunk:
-        rng = np.random.default_rng([self.seed, 3, week])
-        begin = self.start_us + week * CHUNK_DAYS * MICROS_PER_DAY
-        columns = simulate_window(self.population, rng, begin, begin + CHUNK_DAYS * MICROS_PER_DAY, self.fraud_share,
-                                  self.scenarios)
-        fraud = columns["scenario"] != LEGITIMATE
-        if self.mode is not Mode.all:
-            columns = take_columns(columns, np.flatnonzero(fraud if self.mode is Mode.hacker else ~fraud))
-        # Numbers are unique per run; they follow generation order, not send order, across chunks.
+    def _chunk(self, columns: Columns) -> Chunk:
+        # Numbers are unique per run and follow the simulated order.
         first = self.sent_numbers
         self.sent_numbers += len(columns["time_us"])
-        table, _ = to_tables(self.population, columns, rng, self.id_prefix, LIVE_LABEL_DELAYS, first)
+        table = transactions_table(self.population, columns, self.id_prefix, first)
         return Chunk(encode_transactions_without_time(table),
                      table.column("account_id").cast(pa.string()).cast(pa.binary()).to_pylist(),
-                     table.column("transaction_id").to_pylist(),
-                     table.column("merchant_id").cast(pa.string()).to_pylist(), columns["scenario"].copy(),
-                     columns["time_us"].astype(np.int64), first)
+                     columns["account"].copy(), columns["merchant"].copy(), columns["scenario"].copy(),
+                     columns["time_us"].astype(np.int64), first, self.id_prefix)
+
+
+def _carry_over(carried: Columns, columns: Columns, end_us: int) -> tuple[Columns, Columns]:
+    """A window's rows merged with those carried from earlier windows, split at the window's end:
+    (rows to send now, in time order; rows after the end, for the next windows). A fraud incident that
+    starts near the end of a short window continues in the next ones instead of arriving early."""
+    merged = concat_columns([carried, columns])
+    merged = take_columns(merged, np.argsort(merged["time_us"], kind="stable"))
+    now = int(np.searchsorted(merged["time_us"], end_us, side="left"))
+    return ({name: values[:now] for name, values in merged.items()},
+            {name: values[now:] for name, values in merged.items()})
+
+
+def accounts_for_rate(rate: float, seed: int = 7, merchants: int = 2_000) -> int:
+    """Accounts whose simulated habits add up to ``rate`` transactions per wall-clock second, so that
+    wall-clock traffic gives each account as many transactions a day as the simulated history does
+    (at most ``MAX_AUTO_ACCOUNTS``). The mean per account and day is measured on a sample's first week."""
+    sample = TrafficSource(Mode.all, seed, RATE_SAMPLE_ACCOUNTS, merchants, None, DEFAULT_SCENARIO_WEIGHTS)
+    per_account_per_second = sample.events_per_simulated_second() / RATE_SAMPLE_ACCOUNTS
+    needed = math.ceil(rate / per_account_per_second)
+    if needed > MAX_AUTO_ACCOUNTS:
+        log.warning("%.0f events/s needs %d accounts to be realistic; using %d, so each account transacts %.1f "
+                    "times as often as in the simulated history", rate, needed, MAX_AUTO_ACCOUNTS,
+                    needed / MAX_AUTO_ACCOUNTS)
+    return max(RATE_SAMPLE_ACCOUNTS // 1000, min(needed, MAX_AUTO_ACCOUNTS))
+
+
+def resolve_accounts(accounts: int | None, mode: Mode, rate: float | None, time_scale: float | None,
+                     seed: int = 7, merchants: int = 2_000) -> int:
+    """The population to simulate: ``accounts`` when given; for None ("auto"), sized to the rate in
+    wall-clock mode (normal and mixed traffic), else ``DEFAULT_ACCOUNTS`` (the training population)."""
+    if accounts is not None:
+        return accounts
+    if time_scale == 1.0 and rate is not None and Mode(mode) is not Mode.hacker:
+        return accounts_for_rate(rate, seed, merchants)
+    return DEFAULT_ACCOUNTS
 
 
 def stamp_events(bodies: list[bytes], start_s: float, end_s: float) -> list[bytes]:
@@ -251,43 +381,67 @@ def due_until(times_us: np.ndarray, position: int, until_us: int) -> int:
     return max(position, int(np.searchsorted(times_us, until_us, side="right")))
 
 
+@dataclass(frozen=True)
+class LabelBatch:
+    """Labels of one group of rows: transaction numbers, account and merchant numbers, scenario codes
+    and due times (seconds of the producer's clock), a few bytes per label."""
+
+    numbers: np.ndarray
+    accounts: np.ndarray
+    merchants: np.ndarray
+    scenario_codes: np.ndarray
+    due_s: np.ndarray
+
+    def take(self, rows: np.ndarray) -> LabelBatch:
+        return LabelBatch(self.numbers[rows], self.accounts[rows], self.merchants[rows], self.scenario_codes[rows],
+                          self.due_s[rows])
+
+
 class LabelSchedule:
     """Labels waiting for their delay, grouped in small time buckets of the producer's clock.
 
     Times are seconds of whichever clock the producer runs on (wall or simulated); ``bucket_s`` is
     the grouping granularity in those seconds. Each row keeps its exact due time: it becomes the
-    label's ``labeled_at``, also when the label is sent early at the end of a run."""
+    label's ``labeled_at``, also when the label is sent early at the end of a run. With
+    ``Labels.fraud_only`` legitimate transactions get no label."""
 
-    def __init__(self, delays: LabelDelays, rng: np.random.Generator, bucket_s: float = LABEL_BUCKET_S) -> None:
+    def __init__(self, delays: LabelDelays, rng: np.random.Generator, bucket_s: float = LABEL_BUCKET_S,
+                 labels: Labels = Labels.all) -> None:
         self.delays = delays
         self.rng = rng
         self.bucket_s = bucket_s
-        self.buckets: dict[int, list[tuple[Chunk, np.ndarray, np.ndarray]]] = {}
+        self.labels = Labels(labels)
+        self.buckets: dict[int, list[LabelBatch]] = {}
         self.order: list[int] = []
         self.pending = 0
 
     def add(self, chunk: Chunk, rows: np.ndarray, now_s: float | np.ndarray) -> None:
         """Schedule the labels of ``rows``, each its delay after ``now_s`` (one time, or one per row)."""
         fraud = chunk.scenario_codes[rows] != LEGITIMATE
+        if self.labels is Labels.fraud_only:
+            now_s = now_s[fraud] if isinstance(now_s, np.ndarray) else now_s
+            rows, fraud = rows[fraud], fraud[fraud]
         low, high = np.where(fraud[:, None], self.delays.fraud_s, self.delays.legit_s).T
         due = now_s + self.rng.uniform(low, high)
         keys = (due / self.bucket_s).astype(np.int64)
         order = np.argsort(keys, kind="stable")
+        batch = LabelBatch(chunk.first_number + rows, chunk.accounts[rows], chunk.merchants[rows],
+                           chunk.scenario_codes[rows], due).take(order)
         unique_keys, starts = np.unique(keys[order], return_index=True)
-        for key, group, group_due in zip(unique_keys.tolist(), np.split(rows[order], starts[1:]),
-                                         np.split(due[order], starts[1:]), strict=True):
+        ends = np.append(starts[1:], len(order))
+        for key, begin, end in zip(unique_keys.tolist(), starts.tolist(), ends.tolist(), strict=True):
             if key not in self.buckets:
                 self.buckets[key] = []
                 heapq.heappush(self.order, key)
-            self.buckets[key].append((chunk, group, group_due))
+            self.buckets[key].append(batch.take(np.arange(begin, end)))
         self.pending += len(rows)
 
-    def pop_due(self, now_s: float | None) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray]]:
-        """(chunk, rows, due seconds) due by ``now_s`` (every group when ``now_s`` is None)."""
+    def pop_due(self, now_s: float | None) -> Iterator[LabelBatch]:
+        """Label batches due by ``now_s`` (every one when ``now_s`` is None)."""
         while self.order and (now_s is None or self.order[0] * self.bucket_s <= now_s):
-            for chunk, rows, due in self.buckets.pop(heapq.heappop(self.order)):
-                self.pending -= len(rows)
-                yield chunk, rows, due
+            for batch in self.buckets.pop(heapq.heappop(self.order)):
+                self.pending -= len(batch.numbers)
+                yield batch
 
 
 class LiveProducer:
@@ -301,7 +455,7 @@ class LiveProducer:
 
     def __init__(self, settings: Settings, source: TrafficSource, rate: float | None,
                  label_delays: LabelDelays, transactions_topic: str, labels_topic: str,
-                 time_scale: float = 1.0, record_send_times: bool = False) -> None:
+                 time_scale: float = 1.0, record_send_times: bool = False, labels: Labels = Labels.all) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale}")
         self.settings = settings
@@ -311,11 +465,14 @@ class LiveProducer:
         self.simulated = time_scale != 1.0
         self.transactions_topic = transactions_topic
         self.labels_topic = labels_topic
-        self.labels = LabelSchedule(label_delays, np.random.default_rng([source.seed, 4]), LABEL_BUCKET_S * time_scale)
+        self.labels = LabelSchedule(label_delays, np.random.default_rng([source.seed, 4]), LABEL_BUCKET_S * time_scale,
+                                    labels)
         self.summary = ProduceSummary(source.mode.value, rate, fraud_by_scenario=dict.fromkeys(SCENARIO_NAMES, 0),
                                       time_scale=time_scale)
-        # Only failed deliveries call back into Python: a callback per message would cost throughput.
-        self.producer: Producer = kafka_producer(settings, **{"delivery.report.only.error": True})
+        # Only failed deliveries call back into Python: a callback per message would cost throughput. The
+        # client's queue is bounded well below its default (1 GB): beyond, sending waits for the broker.
+        self.producer: Producer = kafka_producer(settings, **{"delivery.report.only.error": True,
+                                                              "queue.buffering.max.kbytes": PRODUCER_QUEUE_KB})
         self.scenario_counts = np.zeros(len(SCENARIO_NAMES) + 1, dtype=np.int64)
         self._chunks: Iterator[Chunk] | None = None
         self._chunk: Chunk | None = None
@@ -379,17 +536,20 @@ class LiveProducer:
     def _send_labels(self, now_s: float | None) -> None:
         """Labels due by ``now_s`` (every pending one when None), ``labeled_at`` = their due time."""
         scenario_names = (None, *SCENARIO_NAMES)
-        for chunk, rows, due_s in self.labels.pop_due(now_s):
-            for row, labeled_at_us in zip(rows.tolist(), (due_s * MICROS_PER_SECOND).astype(np.int64).tolist(),
-                                          strict=True):
-                code = int(chunk.scenario_codes[row])
-                label = {"transaction_id": chunk.transaction_ids[row], "account_id": chunk.keys[row].decode(),
-                         "merchant_id": chunk.merchant_ids[row], "is_fraud": code != LEGITIMATE,
+        population: Population = self.source.population
+        for batch in self.labels.pop_due(now_s):
+            accounts = population.account_ids(batch.accounts).to_pylist()
+            for transaction_id, account_id, merchant, code, labeled_at_us in zip(
+                    transaction_ids(self.source.id_prefix, batch.numbers).to_pylist(), accounts,
+                    batch.merchants.tolist(), batch.scenario_codes.tolist(),
+                    (batch.due_s * MICROS_PER_SECOND).astype(np.int64).tolist(), strict=True):
+                label = {"transaction_id": transaction_id, "account_id": account_id,
+                         "merchant_id": population.merchant_ids[merchant], "is_fraud": code != LEGITIMATE,
                          "scenario": scenario_names[code + 1], "labeled_at_us": labeled_at_us}
-                produce(self.producer, self.labels_topic, encode(label_to_dict(label)), chunk.keys[row],
+                produce(self.producer, self.labels_topic, encode(label_to_dict(label)), account_id.encode(),
                         on_delivery=self._delivered)
-                self.summary.labels_sent += 1
-                self.summary.labels_sent_early += now_s is None
+            self.summary.labels_sent += len(accounts)
+            self.summary.labels_sent_early += len(accounts) if now_s is None else 0
 
     def advance(self, until_us: int) -> int:
         """Send every event simulated before ``until_us`` as fast as possible, with the labels due by
@@ -518,20 +678,25 @@ def live_start_us(training_end_us: int | None = None) -> int:
 
 def produce_live(settings: Settings, mode: Mode | str = Mode.all, rate: float | None = 100.0,
                  duration_s: float | None = None, max_events: int | None = None, seed: int = 7,
-                 progress: bool = True, accounts: int = 10_000, merchants: int = 2_000,
+                 progress: bool = True, accounts: int | None = DEFAULT_ACCOUNTS, merchants: int = 2_000,
                  fraud_share: float | None = None, scenarios: Mapping[str, float] = DEFAULT_SCENARIO_WEIGHTS,
                  label_delays: LabelDelays | None = None, transactions_topic: str | None = None,
                  labels_topic: str | None = None, time_scale: float | None = 1.0,
-                 start_us: int | None = None, warm_up_days: float = 0.0) -> ProduceSummary:
+                 start_us: int | None = None, warm_up_days: float = 0.0,
+                 labels: Labels | str = Labels.all) -> ProduceSummary:
     """Send simulated transactions (keyed by account) and, later, their labels to Kafka.
 
     ``rate`` is events per second (None: as fast as possible); the run stops after ``duration_s``
     seconds or ``max_events`` events, whichever comes first, or on Ctrl-C without either.
     ``time_scale`` 1 is the wall clock; None derives a simulated clock's scale from ``rate``; any
     other value is a simulated clock at that scale, starting at ``start_us`` (default:
-    ``live_start_us()``) after ``warm_up_days`` of simulated history sent at full speed."""
+    ``live_start_us()``) after ``warm_up_days`` of simulated history sent at full speed.
+    ``accounts`` None sizes the population (``resolve_accounts``); ``labels`` says which
+    transactions get a label."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for unlimited)")
+    accounts = resolve_accounts(accounts, Mode(mode), rate, time_scale, seed, merchants)
+    log.info("simulating %d accounts and %d merchants", accounts, merchants)
     if time_scale == 1.0:
         source = TrafficSource(Mode(mode), seed, accounts, merchants, fraud_share, scenarios)
         delays = label_delays or LIVE_LABEL_DELAYS
@@ -546,7 +711,7 @@ def produce_live(settings: Settings, mode: Mode | str = Mode.all, rate: float | 
             time_scale = time_scale_for(rate, source.events_per_simulated_second())
         delays = label_delays or SIMULATED_LABEL_DELAYS
     live = LiveProducer(settings, source, rate, delays, transactions_topic or settings.transactions_topic,
-                        labels_topic or settings.labels_topic, time_scale=time_scale)
+                        labels_topic or settings.labels_topic, time_scale=time_scale, labels=Labels(labels))
     if live.simulated and warm_up_days > 0:
         live.warm_up(start)
     summary = live.run(duration_s, max_events, progress)

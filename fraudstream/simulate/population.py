@@ -2,7 +2,8 @@
 
 Everything is a NumPy array indexed by account or merchant number so that traffic generation can
 gather profile values for millions of transactions at once. The same seed always builds the same
-world.
+world. Account arrays use the narrowest type that holds their values exactly and account ids are
+made only for the accounts an event names, so a population of ten million accounts fits in memory.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ DEVICE_SLOTS = 5
 
 #: Regular merchants per account (shops near home and favourite online stores).
 PREFERRED_PER_ACCOUNT = 10
+#: Up to this many accounts, habits are kept as float64; beyond, as float32 (7 significant digits,
+#: half the memory), so that ten million accounts fit in a producer's memory.
+EXACT_HABITS_UP_TO = 2_000_000
+#: Accounts drawn per block where a draw per account would need large temporary arrays.
+_BUILD_BLOCK = 262_144
 #: Payment methods a terminal accepts (online accepts all).
 _PHYSICAL_METHODS = {"credit_card", "debit_card", "mobile_wallet"}
 
@@ -102,8 +108,8 @@ class Population:
     city_merchant_count: np.ndarray
     online_merchants: np.ndarray
     # accounts
-    account_ids: np.ndarray
     home_city: np.ndarray
+    home_country: np.ndarray
     amount_log_median: np.ndarray
     amount_log_spread: np.ndarray
     transactions_per_day: np.ndarray
@@ -118,15 +124,19 @@ class Population:
 
     @property
     def accounts(self) -> int:
-        return len(self.account_ids)
+        return len(self.home_city)
 
     @property
     def merchants(self) -> int:
         return len(self.merchant_ids)
 
-    @property
-    def home_country(self) -> np.ndarray:
-        return self.city_country[self.home_city]
+    def account_ids(self, accounts: np.ndarray) -> pa.Array:
+        """The ids (``acct-000042``) of these account numbers, built only for them."""
+        return labelled_ids_of("acct-", accounts, width=max(6, len(str(self.accounts - 1))))
+
+    def nbytes(self) -> int:
+        """Memory held by the population's arrays."""
+        return sum(value.nbytes for value in vars(self).values() if isinstance(value, np.ndarray))
 
 
 def country_codes() -> np.ndarray:
@@ -170,9 +180,21 @@ def distance_km(latitude_a: np.ndarray, longitude_a: np.ndarray,
 def labelled_ids(prefix: str, count: int, width: int = 6, first: int = 0) -> pa.Array:
     """Zero-padded identifiers like ``acct-000042``, built in Arrow without a Python loop."""
     width = max(width, len(str(max(first + count - 1, 0))))
-    numbers = np.arange(first, first + count, dtype=np.int64)
-    digits = pc.utf8_lpad(pa.array(numbers).cast(pa.string()), width, "0")
+    return labelled_ids_of(prefix, np.arange(first, first + count, dtype=np.int64), width)
+
+
+def labelled_ids_of(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """``prefix`` + each number zero-padded to ``width`` digits."""
+    digits = pc.utf8_lpad(pa.array(np.asarray(numbers, dtype=np.int64)).cast(pa.string()), width, "0")
     return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def narrowest_int(values: np.ndarray) -> np.ndarray:
+    """The same integers in the smallest signed type that holds them (memory for big populations)."""
+    for kind in (np.int8, np.int16, np.int32):
+        if len(values) == 0 or (values.min() >= np.iinfo(kind).min and values.max() <= np.iinfo(kind).max):
+            return values.astype(kind)
+    return values.astype(np.int64)
 
 
 def sample_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
@@ -230,17 +252,21 @@ def build_population(seed: int, accounts: int = 10_000, merchants: int = 2_000,
     online_merchants = np.flatnonzero(merchant_online)
 
     # Accounts: habits drawn from wide distributions so that "normal" covers a lot of ground.
-    home_city = rng.choice(cities, size=accounts, p=_city_weights(city_country, 5))
-    amount_log_median = rng.normal(np.log(38.0), 0.6, accounts)
-    amount_log_spread = rng.uniform(0.35, 1.0, accounts)
+    habit = np.float64 if accounts <= EXACT_HABITS_UP_TO else np.float32
+    home_city = narrowest_int(rng.choice(cities, size=accounts, p=_city_weights(city_country, 5)))
+    amount_log_median = rng.normal(np.log(38.0), 0.6, accounts).astype(habit, copy=False)
+    amount_log_spread = rng.uniform(0.35, 1.0, accounts).astype(habit, copy=False)
     dormant = rng.random(accounts) < 0.05
     transactions_per_day = np.where(dormant, rng.uniform(0.01, 0.04, accounts),
-                                    rng.lognormal(np.log(1.6), 0.6, accounts))
-    active_hour_center = rng.normal(14.5, 3.0, accounts)
-    active_hour_width = rng.uniform(2.0, 5.0, accounts)
-    mobile_share = rng.beta(2, 2, accounts)
-    payment_weights = rng.dirichlet(np.array([3.0, 3.0, 0.6, 1.0, 0.08, 1.2]), accounts)
-    device_count = rng.integers(1, 4, accounts)
+                                    rng.lognormal(np.log(1.6), 0.6, accounts)).astype(habit, copy=False)
+    active_hour_center = rng.normal(14.5, 3.0, accounts).astype(habit, copy=False)
+    active_hour_width = rng.uniform(2.0, 5.0, accounts).astype(habit, copy=False)
+    mobile_share = rng.beta(2, 2, accounts).astype(habit, copy=False)
+    payment_weights = np.empty((accounts, len(PAYMENT_METHODS)), dtype=habit)
+    for begin in range(0, accounts, _BUILD_BLOCK):
+        size = min(_BUILD_BLOCK, accounts - begin)
+        payment_weights[begin:begin + size] = rng.dirichlet(np.array([3.0, 3.0, 0.6, 1.0, 0.08, 1.2]), size)
+    device_count = narrowest_int(rng.integers(1, 4, accounts))
     age_days = rng.exponential(900.0, accounts) + 30.0
     joined_recently = rng.random(accounts) < 0.03
     age_days[joined_recently] = -rng.uniform(0, 20, joined_recently.sum())
@@ -257,7 +283,7 @@ def build_population(seed: int, accounts: int = 10_000, merchants: int = 2_000,
         merchant_longitude=merchant_longitude, merchant_popularity=merchant_popularity,
         city_merchant_order=city_merchant_order, city_merchant_start=city_merchant_start,
         city_merchant_count=city_merchant_count, online_merchants=online_merchants,
-        account_ids=labelled_ids("acct-", accounts).to_numpy(zero_copy_only=False), home_city=home_city,
+        home_city=home_city, home_country=narrowest_int(city_country[home_city]),
         amount_log_median=amount_log_median, amount_log_spread=amount_log_spread,
         transactions_per_day=transactions_per_day, active_hour_center=active_hour_center,
         active_hour_width=active_hour_width, mobile_share=mobile_share, payment_weights=payment_weights,
@@ -268,20 +294,30 @@ def build_population(seed: int, accounts: int = 10_000, merchants: int = 2_000,
 def _preferred_merchants(rng: np.random.Generator, home_city: np.ndarray, city_merchant_order: np.ndarray,
                          city_merchant_start: np.ndarray, city_merchant_count: np.ndarray,
                          online_merchants: np.ndarray, popularity: np.ndarray) -> np.ndarray:
-    """Ten regular merchants per account: seven shops in the home city, three online, by popularity."""
+    """Ten regular merchants per account: seven shops in the home city, three online, by popularity.
+
+    Drawn in blocks of accounts (the draws follow one another exactly as in a single draw), so the
+    temporary arrays stay small for millions of accounts."""
     accounts = len(home_city)
     local = 7
-    count = city_merchant_count[home_city]
-    shop_popularity_draw = rng.random((accounts, local * 3))
-    # Popular shops are picked more often: the best of three uniform draws per slot.
-    positions = (shop_popularity_draw * count[:, None]).astype(np.int64)
-    candidates = city_merchant_order[city_merchant_start[home_city][:, None] + positions]
-    candidates = candidates.reshape(accounts, local, 3)
-    best = np.take_along_axis(candidates, popularity[candidates].argmax(axis=2)[..., None], axis=2)[..., 0]
+    preferred = np.empty((accounts, PREFERRED_PER_ACCOUNT),
+                         dtype=narrowest_int(np.array([0, len(popularity) - 1])).dtype)
+    for begin in range(0, accounts, _BUILD_BLOCK):
+        homes = home_city[begin:begin + _BUILD_BLOCK]
+        count = city_merchant_count[homes]
+        shop_popularity_draw = rng.random((len(homes), local * 3))
+        # Popular shops are picked more often: the best of three uniform draws per slot.
+        positions = (shop_popularity_draw * count[:, None]).astype(np.int64)
+        candidates = city_merchant_order[city_merchant_start[homes][:, None] + positions]
+        candidates = candidates.reshape(len(homes), local, 3)
+        preferred[begin:begin + len(homes), :local] = np.take_along_axis(
+            candidates, popularity[candidates].argmax(axis=2)[..., None], axis=2)[..., 0]
     online_weights = popularity[online_merchants] / popularity[online_merchants].sum()
-    online = online_merchants[rng.choice(len(online_merchants), size=(accounts, PREFERRED_PER_ACCOUNT - local),
-                                         p=online_weights)]
-    return np.concatenate([best, online], axis=1)
+    for begin in range(0, accounts, _BUILD_BLOCK):
+        size = min(_BUILD_BLOCK, accounts - begin)
+        preferred[begin:begin + size, local:] = online_merchants[rng.choice(
+            len(online_merchants), size=(size, PREFERRED_PER_ACCOUNT - local), p=online_weights)]
+    return preferred
 
 
 def device_codes(accounts: np.ndarray, slots: np.ndarray) -> np.ndarray:

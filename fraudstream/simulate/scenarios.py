@@ -295,7 +295,7 @@ def stealth_spending(context: Context, incidents: int) -> Columns:
     local_hour = rng.uniform(1.0, 4.0, incidents)
     start = day + ((local_hour - utc_offset_hours(population, population.home_city[victims])) * MICROS_PER_HOUR
                    ).astype(np.int64)
-    start = np.clip(start, context.start_us, context.end_us - 2 * MICROS_PER_HOUR)
+    start = np.clip(start, context.start_us, max(context.start_us, context.end_us - 2 * MICROS_PER_HOUR))
     sizes = rng.integers(6, 15, incidents)
     incident, position = _incident_rows(sizes)
     time_us = _incident_times(start, rng.uniform(1, 8, len(incident)) * MICROS_PER_MINUTE, incident, position)

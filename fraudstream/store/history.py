@@ -71,3 +71,25 @@ def read_history(connection: psycopg.Connection, until_us: int, since_us: int | 
     start_us = since_us if since_us is not None else (
         int(transaction_table.column("event_time_us")[0].as_py()) if transaction_table.num_rows else until_us)
     return History(transaction_table, label_table, 0, start_us, until_us + 1)
+
+
+_SHADOW_SCHEMA = pa.schema([("transaction_id", pa.string()), ("event_time_us", pa.int64()), ("account_id", pa.string()),
+                            ("score", pa.float64()), ("shadow_score", pa.float64()), ("model_version", pa.string())])
+
+
+def read_shadow_scored(connection: psycopg.Connection, shadow_version: str) -> pa.Table:
+    """Rows scored with ``shadow_version`` in shadow: both models' scores of the same transactions."""
+    query = sql.SQL(
+        "SELECT transaction_id, {time}, account_id, score, shadow_score, model_version FROM transactions "
+        "WHERE shadow_model_version = {version} ORDER BY event_time, transaction_id"
+    ).format(time=sql.SQL(_EPOCH_US.format("event_time")), version=sql.Literal(shadow_version))
+    return _read_csv(_copy_out(connection, query), _SHADOW_SCHEMA)
+
+
+def read_labels_of(connection: psycopg.Connection, shadow_version: str) -> pa.Table:
+    """The labels arrived for the rows scored with ``shadow_version`` in shadow."""
+    query = sql.SQL(
+        "SELECT {columns} FROM labels l JOIN transactions t USING (transaction_id) "
+        "WHERE t.shadow_model_version = {version} ORDER BY l.labeled_at, l.transaction_id"
+    ).format(columns=sql.SQL(_LABEL_SELECT), version=sql.Literal(shadow_version))
+    return _read_csv(_copy_out(connection, query), LABEL_SCHEMA)

@@ -290,3 +290,49 @@ def test_a_promoted_model_takes_over_at_a_batch_boundary(
     for _, partition in rows.groupby("partition"):
         switched = (partition["version"] == after).to_numpy()
         assert (np.diff(switched.astype(int)) >= 0).all(), "a partition went back to the old model"
+
+
+def test_a_challenger_in_shadow_is_scored_beside_production_at_a_batch_boundary(
+    engine: EngineUnderTest, postgres_ready: Settings, database: psycopg.Connection, logs: Path, tmp_path: Path
+) -> None:
+    """The same model republished as the challenger: once in shadow, each row stores its score beside the
+    production score (equal, being the same trees) while the production model alone decides."""
+    state = private_model_state(postgres_ready, tmp_path / "state")
+    registry = Registry(state / "models")
+    production = registry.production_version()
+    artifact = registry.load(production)
+    challenger = registry.publish(artifact.booster, artifact.manifest)
+    run = new_run(postgres_ready, state, logs)
+    prefix = f"shadow-{engine.name}-{run.group}-"
+    events = stream(2_000, prefix)
+    member = engine.start(run, "shadow")
+    try:
+        run.publish(events.iloc[:500])
+        assert wait_for_rows(database, prefix, 500, engine.stall_s, (member,)) == 500
+        registry.set_shadow(challenger)
+        sent, deadline = 500, time.monotonic() + engine.stall_s
+        while not database.execute("SELECT count(*) FROM transactions WHERE transaction_id LIKE %s"
+                                   " AND shadow_model_version = %s", (prefix + "%", challenger)).fetchone()[0]:
+            assert time.monotonic() < deadline and member.poll() is None, "the shadow model never scored"
+            if sent < 1_500:
+                run.publish(events.iloc[sent:sent + 50])
+                sent += 50
+            time.sleep(0.5)
+        run.publish(events.iloc[sent:])
+        assert wait_for_rows(database, prefix, len(events), engine.stall_s, (member,)) == len(events)
+    finally:
+        kill(member)
+
+    rows = pd.DataFrame(database.execute(
+        "SELECT transaction_id, model_version, score, shadow_score, shadow_model_version, xmin::text"
+        " FROM transactions WHERE transaction_id LIKE %s", (prefix + "%",)).fetchall(),
+        columns=["id", "version", "score", "shadow_score", "shadow_version", "transaction"])
+    assert set(rows["version"]) == {production}
+    first = rows["id"].isin(events["transaction_id"].iloc[:500])
+    assert rows.loc[first, "shadow_version"].isna().all() and rows.loc[first, "shadow_score"].isna().all()
+    last = rows[rows["id"].isin(events["transaction_id"].iloc[sent:])]
+    assert set(last["shadow_version"]) == {challenger}
+    shadowed = rows[rows["shadow_version"].notna()]
+    assert np.array_equal(shadowed["shadow_score"].to_numpy(float), shadowed["score"].to_numpy(float))
+    mixed = rows.fillna({"shadow_version": ""}).groupby("transaction")["shadow_version"].nunique()
+    assert (mixed == 1).all(), "a database transaction mixed shadow models"

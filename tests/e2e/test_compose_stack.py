@@ -1,9 +1,10 @@
 """`compose.yaml` on this machine: build the images, bring the default profile up, stream 10,000 events
 through it with the processor SIGKILLed mid-stream, and take it all down again.
 
-Uses the images built here from Debian packages (deploy/docker/compose.local.yaml: no registry is needed)
-and reaches the containers only through the ports they publish on 127.0.0.1. Skipped only where no
-Docker daemon can be started (scripts/install-docker.sh says why); every other problem fails the test.
+Uses the images built here from Debian packages (deploy/docker/compose.local.yaml: no registry is needed),
+built in the background while the rest of the suite runs (tests/e2e/conftest.py), and reaches the
+containers only through the ports they publish on 127.0.0.1. Skipped only where no Docker daemon can be
+started (scripts/install-docker.sh says why); every other problem fails the test.
 Figures (build time, image size, time to healthy) are printed and written to
 .fraudstream/docker/compose-test.json.
 """
@@ -181,17 +182,11 @@ def project_leftovers(project: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    installed = run_script("scripts/install-docker.sh", timeout=900)
-    if installed.returncode == 3:
-        pytest.skip(f"no Docker daemon can be started here: {installed.stderr.strip()}")
-    assert installed.returncode == 0, f"scripts/install-docker.sh failed:\n{installed.stdout}\n{installed.stderr}"
+def stack(tmp_path_factory: pytest.TempPathFactory, docker_images: dict[str, object]) -> Iterator[Stack]:
+    """The default profile up and healthy, under a project name of its own (its containers, network and
+    volumes never meet another run's); taken down with its volumes afterwards."""
     assert shutil.which("docker-compose"), "docker-compose is missing after scripts/install-docker.sh"
-
-    start = time.monotonic()
-    built = run_script("scripts/docker-images.sh", "--local", timeout=1800)
-    assert built.returncode == 0, f"scripts/docker-images.sh failed:\n{built.stdout}\n{built.stderr}"
-    figures: dict[str, object] = {"build_s": round(time.monotonic() - start, 1), "build_output": built.stdout}
+    figures: dict[str, object] = dict(docker_images)
     size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", "fraudstream:latest"],
                           capture_output=True, text=True, check=True).stdout
     figures["image_mb"] = round(int(size) / 1e6)

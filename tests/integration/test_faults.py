@@ -2,7 +2,8 @@
 30 s, PostgreSQL killed (crash recovery), the Kafka broker killed and restarted 10 s later, the database's
 volume full for 20 s (a tmpfs tablespace), each while a stream arrives at 5,000 events/s. The processor
 must not exit; afterwards every event is a row exactly once, with the scores and features of a clean run,
-and the committed offsets cover exactly the rows.
+and the committed offsets cover exactly the rows. And a SIGTERM during a broker outage: the processor stops
+within seconds, having committed nothing beyond the rows written, and its successor finishes exactly once.
 
 Each test prints its figures (``reliability: ...``) and appends them to ``<state dir>/reliability.jsonl``:
 the README's Reliability table comes from them.
@@ -28,6 +29,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from local_engine_harness import (
     EngineRun,
+    count_rows,
     free_port,
     model_state_dir,
     new_run,
@@ -50,7 +52,9 @@ from fraudstream.store.schema import migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-EVENTS = 40_000
+#: The issue's table asks for 100k events at 5k/s (the README's Reliability figures come from such a run);
+#: FRAUDSTREAM_FAULT_EVENTS sets another count.
+EVENTS = int(os.environ.get("FRAUDSTREAM_FAULT_EVENTS", "100000"))
 RATE = 5_000
 #: How long into the stream the fault is injected (rows are being written by then).
 FAULT_AFTER_S = 2.0
@@ -337,3 +341,80 @@ def test_database_volume_full_is_ridden_out(small_volume_database: tuple[Setting
     log = (tmp_path / "logs" / "member.log").read_text()
     assert "No space left on device" in log, "the outage's log line must name the cause"
     assert figures.caught_up_after_restart_s < 30
+
+
+#: A SIGTERM during a broker outage must stop the processor within this (its batch cannot be confirmed).
+STOP_BOUND_S = 10.0
+SIGTERM_EVENTS = 20_000
+
+
+def test_sigterm_during_a_broker_outage_stops_promptly_and_loses_nothing(
+        kafka_ready: Settings, events: pd.DataFrame, tmp_path: Path) -> None:
+    """The broker is killed while events arrive; a few seconds into the outage the processor gets SIGTERM. It
+    must exit 0 within STOP_BOUND_S with nothing committed beyond the rows written (the batch it could not
+    confirm is left to the next member), and the next member must finish the stream exactly once, alerts
+    included."""
+    run = new_run(kafka_ready, model_state_dir(kafka_ready), tmp_path / "logs")
+    prefix = f"sigterm-{run.group}-"
+    sent = events.iloc[:SIGTERM_EVENTS]
+    sent = sent.assign(transaction_id=prefix + sent["transaction_id"])
+    processor = run.start("member")
+    try:
+        run.wait_for_log("member", "partition assigned", 1, processor)
+        started = threading.Event()
+        producer = threading.Thread(target=publish_paced, daemon=True, args=(run.settings, sent, RATE, started))
+        producer.start()
+        started.wait(30)
+        time.sleep(FAULT_AFTER_S)
+        with connect(kafka_ready) as database:
+            assert wait_for_rows(database, prefix, 1, 30, (processor,)) > 0, "no row was written before the fault"
+        pid = kafka_broker.broker_process(kafka_ready).pid()
+        assert pid is not None, "the broker is not running"
+        kill(pid)
+        time.sleep(5)  # well into the outage: the batch in flight waits for the broker's acknowledgements
+        assert processor.poll() is None, "the processor exited during the outage"
+        asked = time.monotonic()
+        processor.terminate()
+        try:
+            exit_code = processor.wait(120)
+        except subprocess.TimeoutExpired:
+            processor.kill()
+            exit_code = processor.wait(30)
+        stop_s = time.monotonic() - asked
+    finally:
+        if processor.poll() is None:
+            processor.kill()
+        start_service(kafka_ready, "kafka")
+    with connect(kafka_ready) as database:
+        rows_at_stop = count_rows(database, prefix)
+        committed = database.execute("SELECT coalesce(sum(next_offset), 0) FROM engine_offsets"
+                                     " WHERE consumer_group = %s", (run.group,)).fetchone()[0]
+    producer.join(300)
+    successor = run.start("successor")
+    with connect(kafka_ready) as database:
+        try:
+            final = wait_for_rows(database, prefix, len(sent), 300, (successor,))
+            time.sleep(2)  # anything written late would show as an extra row
+            total, distinct = database.execute(
+                "SELECT count(*), count(DISTINCT transaction_id) FROM transactions WHERE transaction_id LIKE %s",
+                (prefix + "%",)).fetchone()
+            rows = scored(database, prefix)
+        finally:
+            assert stop(successor) == 0, run.log_text("successor")[-3000:]
+    flagged = {prefix + key for key in rows.index[rows["decision"] != "approve"]}
+    missing = len(flagged - alert_keys(run.settings))
+    figures = {"fault": "sigterm-during-kafka-outage", "events": len(sent), "stop_s": round(stop_s, 1),
+               "exit_code": exit_code, "rows_at_stop": rows_at_stop, "committed_at_stop": int(committed),
+               "rows": int(total), "duplicates": int(total - distinct), "alerts": len(flagged),
+               "alerts_missing": missing}
+    print(f"\nreliability: {json.dumps(figures)}")
+    with (kafka_ready.state_dir / "reliability.jsonl").open("a") as report:
+        report.write(json.dumps(figures) + "\n")
+
+    log = run.log_text("member")
+    assert stop_s < STOP_BOUND_S, f"SIGTERM took {stop_s:.1f} s during the outage:\n{log[-3000:]}"
+    assert exit_code == 0, log[-3000:]
+    assert committed == rows_at_stop, "the committed offsets must cover exactly the rows written"
+    assert 0 < rows_at_stop < len(sent), "the stop must land mid-stream"
+    assert final == total == distinct == len(sent)
+    assert flagged and missing == 0, "every review/block row's alert, at least once"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -116,3 +119,44 @@ def test_simulated_clock_stamps_simulated_times_at_the_scale_and_labels_follow_t
     delay_days = (joined["labeled_at_us"] - joined["event_time_us"]) / 86_400e6
     assert (delay_days[joined["is_fraud"]].between(1, 21)).all()  # the history's chargeback delays
     assert (delay_days[~joined["is_fraud"]].between(30, 45)).all()
+
+
+#: Runs the CLI and reports the process's own peak RSS (kilobytes) on its last line.
+_CLI_WITH_PEAK_RSS = ("import resource, sys\nfrom fraudstream.cli import app\ntry:\n    app()\nfinally:\n"
+                      "    print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)")
+
+
+def _produce_in_a_process(settings: Settings, accounts: int, events: int, topic: str, labels_topic: str,
+                          labels: str = "all") -> float:
+    """``fraudstream produce`` on the wall clock as fast as possible in its own process; its peak RSS (MB)."""
+    env = {**os.environ, "FRAUDSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "FRAUDSTREAM_TRANSACTIONS_TOPIC": topic, "FRAUDSTREAM_LABELS_TOPIC": labels_topic}
+    command = [sys.executable, "-c", _CLI_WITH_PEAK_RSS, "produce", "all", "--time-scale", "1", "--rate", "0",
+               "--accounts", str(accounts), "--max-events", str(events), "--labels", labels]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    last = finished.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "peak_rss_kb", finished.stdout
+    return int(last[1]) / 1024
+
+
+def test_a_million_account_population_produces_with_bounded_memory_and_fraud_only_labels(
+        kafka_ready: Settings, unique_topic: Callable[..., str]) -> None:
+    events = 3_000
+    small_topic, small_labels = unique_topic("population-small", 3), unique_topic("population-small-labels", 3)
+    small_mb = _produce_in_a_process(kafka_ready, 10_000, events, small_topic, small_labels)
+    topic, labels_topic = unique_topic("population-1m", 3), unique_topic("population-1m-labels", 3)
+    big_mb = _produce_in_a_process(kafka_ready, 1_000_000, events, topic, labels_topic, labels="fraud-only")
+
+    messages = consume_all(kafka_ready, topic, expected=events)
+    assert len(messages) == events
+    decoded = fast_decode.decode_transactions([value for _, value in messages])
+    assert decoded.rejected == []
+    accounts = decoded.frame["account_id"]
+    assert accounts.str.fullmatch(r"acct-\d{6}").all() and accounts.nunique() > 0.9 * events
+    label_events = [orjson.loads(value) for _, value in consume_all(kafka_ready, labels_topic, expected=0,
+                                                                     timeout_s=15.0)]
+    assert label_events and all(label["is_fraud"] for label in label_events)
+    # A million accounts' arrays (about 130 B each) plus one simulated window (WINDOW_ROWS events), not a
+    # simulated week of the whole population (about 13 M events, several GB) as before.
+    assert big_mb - small_mb < 450, f"peak RSS {big_mb:.0f} MB with 1M accounts, {small_mb:.0f} MB with 10k"

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from stored_history import store_history
 
 from fraudstream.backtest import backtest_metrics, load_scoring_history, score_history, window_bounds
-from fraudstream.batch import rows as batch_rows
-from fraudstream.batch.scoring import Scorer, ScoreResult
+from fraudstream.batch.scoring import Scorer
 from fraudstream.config import Settings
-from fraudstream.features import FeatureRows
 from fraudstream.model.dataset import LabeledHistory, replay
 from fraudstream.model.maturity import LabelMaturity
 from fraudstream.model.metrics import METRIC_NAMES
@@ -23,7 +21,6 @@ from fraudstream.model.split import SplitConfig
 from fraudstream.model.train import TrainConfig
 from fraudstream.simulate.backfill import LabelDelays, simulate_history
 from fraudstream.store import history as stored_history
-from fraudstream.store import writer
 from fraudstream.store.schema import migrate
 from fraudstream.training import DatabaseSource, build
 
@@ -31,22 +28,6 @@ pytestmark = pytest.mark.integration
 DAY_US = 86_400 * 1_000_000
 #: Chargebacks within 3 days and "no dispute" labels after 5-8: a 16-day history has both kinds.
 DELAYS = LabelDelays(fraud_s=(0.5 * 86_400, 3 * 86_400), legit_s=(5 * 86_400, 8 * 86_400))
-
-
-def _store(url: str, transactions: pd.DataFrame, labels: pd.DataFrame) -> None:
-    """Write the transactions as an engine would (scored rows through the store writer) and the labels."""
-    frame = transactions.copy()
-    count = len(frame)
-    frame["kafka_partition"] = np.int32(0)
-    frame["kafka_offset"] = np.arange(count, dtype=np.int64)
-    frame["ingested_at_us"] = frame["event_time_us"]
-    features = FeatureRows(frame[["amount"]].to_numpy(), ("amount",), np.zeros(count, dtype=bool))
-    scores = ScoreResult(np.zeros(count), np.full(count, "approve", dtype=object), [()] * count)
-    rows = batch_rows.scored_rows(frame, features, scores, model_version="v-old", engine="test",
-                                scored_at_us=int(frame["event_time_us"].max()), feature_columns=["amount"])
-    with psycopg.connect(url, autocommit=True) as connection, connection.transaction():
-        assert writer.upsert_scored(connection, rows) == count
-        writer.upsert_labels(connection, labels)
 
 
 def test_train_from_the_database_with_label_maturity(settings: Settings, scratch_url: str, tmp_path: Path) -> None:
@@ -57,7 +38,7 @@ def test_train_from_the_database_with_label_maturity(settings: Settings, scratch
     # Analysts' verdicts carry only the transaction id: the reader takes account and merchant from the row.
     verdicts = arrived.copy()
     verdicts.loc[verdicts.index[:5], ["account_id", "merchant_id"]] = None
-    _store(scratch_url, history.transactions, verdicts)
+    store_history(scratch_url, history.transactions, verdicts)
 
     with psycopg.connect(scratch_url) as connection:
         assert stored_history.latest_event_us(connection) == as_of

@@ -4,15 +4,18 @@ that move the state and produce nothing, and outputs independent of how the stre
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
-from fraudstream.batch import BatchStep, ModelChoice, OnePartition, Records
+from fraudstream.batch import BatchOutput, BatchStep, ModelChoice, OnePartition, Records
 from fraudstream.batch.scoring import Scorer
 from fraudstream.events.contract import LABEL_COLUMNS, encode, label_to_dict, transaction_to_dict
 from fraudstream.features import FeatureState
+from fraudstream.model.drift import DriftWindow, drift_reference
 from fraudstream.simulate.backfill import simulate_history
 from fraudstream.testing.example_model import publish_example_model
 
@@ -123,3 +126,43 @@ def test_a_state_that_does_not_own_labels_applies_them_but_neither_stores_nor_de
                       OnePartition(FeatureState(model.scorer.feature_config)), model, ingested_at_us=INGESTED_US,
                       owns_labels=False)
     assert output.labels.empty and output.letters == [] and output.rows.empty
+
+
+def test_a_shadow_model_is_scored_beside_production_and_decides_nothing(model: ModelChoice, history,
+                                                                       tmp_path: Path) -> None:
+    transactions = history[0]
+    publish_example_model(tmp_path, seed=9, promote=False)
+    challenger = Scorer.from_registry(tmp_path, "v0001")
+    step = BatchStep("test", future_tolerance_s=300)
+
+    def run(choice: ModelChoice) -> BatchOutput:
+        return step.run(records("tx", payloads(transactions.head(300))), records("labels", []),
+                        OnePartition(FeatureState(model.scorer.feature_config)), choice, ingested_at_us=INGESTED_US)
+
+    alone = run(model)
+    beside = run(ModelChoice(model.scorer, model.feature_columns, challenger))
+    assert alone.rows["shadow_score"].isna().all() and alone.rows["shadow_model_version"].isna().all()
+    production = ["score", "decision", "reasons", "model_version"]
+    pd.testing.assert_frame_equal(beside.rows[production], alone.rows[production])
+    def alerts(output: BatchOutput) -> list[tuple[bytes, dict[str, object]]]:
+        return [(key, {k: v for k, v in orjson.loads(value).items() if k != "scored_at"})
+                for key, value in output.alerts]
+
+    assert alerts(beside) == alerts(alone) and beside.letters == alone.letters
+    assert set(beside.rows["shadow_model_version"]) == {"v0001"}
+    shadow_score = beside.rows["shadow_score"].to_numpy(dtype=float)
+    assert np.isfinite(shadow_score).all() and not np.array_equal(shadow_score, alone.rows["score"].to_numpy())
+
+
+def test_the_batch_step_counts_live_features_and_scores_into_the_drift_window(model: ModelChoice, history) -> None:
+    scorer = model.scorer
+    rng = np.random.default_rng(3)
+    reference = drift_reference({"amount": rng.lognormal(3, 1, size=2_000)}, rng.uniform(size=2_000))
+    drift = DriftWindow(reference, scorer.feature_names)
+    assert np.isnan(drift.psi()["amount"])
+    step = BatchStep("test", future_tolerance_s=300)
+    step.run(records("tx", payloads(history[0].head(300))), records("labels", []),
+             OnePartition(FeatureState(scorer.feature_config)), ModelChoice(scorer, model.feature_columns, None, drift),
+             ingested_at_us=INGESTED_US)
+    psi = drift.psi()
+    assert set(psi) == {"amount", "score"} and np.isfinite(psi["amount"]) and np.isfinite(psi["score"])

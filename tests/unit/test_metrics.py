@@ -49,3 +49,12 @@ def test_label_lag_and_the_process_collector_are_exposed() -> None:
     assert value("fraudstream_label_lag", {"partition": "0"}) is None  # cleared with each update
     assert value("fraudstream_label_lag", {"partition": "1"}) == 3
     assert value("process_resident_memory_bytes") > 0
+
+
+def test_drift_is_exported_per_feature_and_for_the_score() -> None:
+    metrics = EngineMetrics("test")
+    metrics.set_drift({"amount": 0.31, "account_transaction_count_1h": 0.02, "score": 0.05})
+    value = metrics.registry.get_sample_value
+    assert value("fraudstream_feature_psi", {"feature": "amount"}) == pytest.approx(0.31)
+    assert value("fraudstream_feature_psi", {"feature": "account_transaction_count_1h"}) == pytest.approx(0.02)
+    assert value("fraudstream_score_psi") == pytest.approx(0.05)

@@ -132,3 +132,78 @@ def test_an_unsigned_manifest_is_refused_with_what_to_do(tmp_path: Path) -> None
     assert not registry.signed(version)
     with pytest.raises(ArtifactError, match=r"unsigned manifest .* rebuild the model with `fraudstream train`"):
         registry.load(version)
+
+
+def test_rollback_returns_to_the_previous_production_version_like_an_undo_stack(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second, third = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2, 3))
+    with pytest.raises(NoProductionModel, match=r"no earlier production version.*production: none"):
+        registry.rollback()
+    registry.promote(first)
+    with pytest.raises(NoProductionModel, match=rf"production: {first}.*model promote"):
+        registry.rollback()
+    registry.promote(second)
+    registry.promote(second)  # promoting the current version again is no new step
+    registry.promote(third)
+    assert registry.production_history() == [first, second, third]
+    assert registry.rollback() == (third, second)
+    assert registry.production_version() == second
+    assert registry.rollback() == (second, first)
+    assert registry.production_version() == first
+    assert registry.production_history() == [first]
+    registry.promote(third)
+    assert registry.rollback() == (third, first)
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+def test_rollback_starts_from_the_current_version_of_a_registry_without_history(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2))
+    registry.promote(first)
+    (tmp_path / "PRODUCTION_HISTORY").unlink()
+    (tmp_path / "PRODUCTION").write_text(second + "\n")  # promoted by an older release (no history kept)
+    assert registry.production_history() == [second]
+    registry.promote(first)
+    assert registry.rollback() == (first, second)
+
+
+def test_rollback_refuses_a_previous_version_that_no_longer_verifies(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2))
+    registry.promote(first)
+    registry.promote(second)
+    (tmp_path / first / MODEL_FILE).write_text("edited")
+    with pytest.raises(ArtifactError, match="tampered"):
+        registry.rollback()
+    assert registry.production_version() == second
+    assert registry.production_history() == [first, second]
+
+
+def test_a_shadow_version_is_kept_until_it_is_promoted_or_cleared(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2))
+    assert registry.shadow_version() is None
+    registry.promote(first)
+    registry.set_shadow(second)
+    assert registry.shadow_version() == second
+    registry.promote(second)
+    assert registry.shadow_version() is None
+    registry.set_shadow(first)
+    registry.clear_shadow()
+    assert registry.shadow_version() is None
+    with pytest.raises(ArtifactError, match="no model version"):
+        registry.set_shadow("v0009")
+
+
+def test_a_retraining_request_holds_for_the_production_version_it_names(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    first, second = (registry.publish(example_booster(seed), example_manifest()) for seed in (1, 2))
+    registry.promote(first)
+    assert registry.retrain_request() is None
+    registry.request_retrain(first, "drift above PSI 0.2: {'amount': 0.4}")
+    assert registry.retrain_request() == {"version": first, "reason": "drift above PSI 0.2: {'amount': 0.4}"}
+    registry.promote(second)  # another model serves now: the request is stale
+    assert registry.retrain_request() is None
+    registry.clear_retrain_request()
+    registry.rollback()
+    assert registry.retrain_request() is None

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from fraudstream.model.exceptions import SplitError
-from fraudstream.model.split import SplitConfig, split_masks, split_windows
+from fraudstream.model.split import (
+    SplitConfig,
+    check_simulated_days,
+    minimum_history_days,
+    split_masks,
+    split_windows,
+)
 from fraudstream.timeunits import MICROS_PER_DAY
 
 pytestmark = pytest.mark.unit
@@ -90,3 +96,23 @@ def test_manifest_form_of_the_split_names_pinned_times() -> None:
     recorded = split.to_dict()
     assert recorded["train_start"] == "1970-01-04T00:00:00.000000Z" and recorded["train_end"] is None
     assert recorded["train_days"] == 7
+
+
+def test_a_history_of_whole_days_is_split_on_its_days_not_its_first_and_last_events() -> None:
+    """`train --days 15` with the default split: the simulation covers 15 whole days, but its first event
+    comes after midnight and its last before the end; laid on the events, training was under a day."""
+    span = (0, 15 * DAY)
+    times = np.arange(span[0] + 60_000_000, span[1] - 60_000_000, DAY // 96)
+    with pytest.raises(SplitError, match="shorter than a day"):
+        split_masks(times, SplitConfig())
+    masks = split_masks(times, SplitConfig(), span_us=span)
+    assert 2 * DAY <= times[masks["train"]].min() < times[masks["train"]].max() < 3 * DAY
+    assert times[masks["test"]].max() == times.max()
+
+
+def test_a_simulation_shorter_than_the_split_is_refused_before_it_runs() -> None:
+    assert minimum_history_days(SplitConfig()) == 15
+    with pytest.raises(SplitError, match=r"--days 14 is too short.*at least 15 days"):
+        check_simulated_days(14, SplitConfig())
+    check_simulated_days(15, SplitConfig())
+    check_simulated_days(3, SplitConfig(train_start_us=0, train_days=1))  # pinned: checked against the history

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from fraudstream.batch.scoring import Scorer
+from fraudstream.features import CATEGORICAL_FEATURES
 from fraudstream.history import write_history
 from fraudstream.model.dataset import LabeledHistory, import_labeled, load_history, replay
 from fraudstream.model.exceptions import ImportFormatError
@@ -58,6 +59,9 @@ def test_build_on_a_small_simulation(tmp_path: Path) -> None:
     assert result.thresholds.review <= result.thresholds.block
     assert result.manifest["replay_partitions"] == result.replay.partitions == 4
     assert Scorer.from_registry(tmp_path / "models").replay_partitions == 4
+    drift = result.manifest["drift_reference"]
+    assert set(drift["features"]) == set(result.manifest["feature_names"]) - set(CATEGORICAL_FEATURES)
+    assert sum(drift["score"]["shares"]) == pytest.approx(1.0)
     assert result.manifest["feature_config_version"] == "default-1"
     assert result.manifest["training"]["split"]["test_days"] == 4
     assert result.manifest["history"] == {"file": str(tmp_path / "history")}

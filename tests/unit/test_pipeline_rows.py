@@ -53,3 +53,19 @@ def test_alerts_only_for_review_and_block_keyed_by_transaction() -> None:
                       "event_time": "2026-11-28T10:00:00.000002Z", "scored_at": "2026-11-28T10:00:02.000000Z",
                       "reasons": ["amount is high", 'a "quoted" reason']}
     assert pipeline.alert_messages(rows[rows["decision"] == "approve"]) == []
+
+
+def test_shadow_scores_are_null_without_a_shadow_model_and_written_as_null() -> None:
+    from fraudstream.store.writer import encode_scored
+
+    frame, features, scores = batch()
+    rows = pipeline.scored_rows(frame, features, scores, model_version="v0007", engine="local",
+                                scored_at_us=1_795_860_002_000_000, feature_columns=["amount"])
+    assert rows["shadow_score"].isna().all() and rows["shadow_model_version"].isna().all()
+    assert encode_scored(rows).decode().splitlines()[0].endswith(",,")  # NULL, NULL in the COPY
+    shadowed = pipeline.scored_rows(frame, features, scores, model_version="v0007", engine="local",
+                                    scored_at_us=1_795_860_002_000_000, feature_columns=["amount"],
+                                    shadow=(np.array([0.5, 0.25, 0.125, 1.0]), "v0008"))
+    assert shadowed["shadow_score"].tolist() == [0.5, 0.25, 0.125, 1.0]
+    assert set(shadowed["shadow_model_version"]) == {"v0008"}
+    assert encode_scored(shadowed).decode().splitlines()[0].endswith(',0.5,"v0008"')

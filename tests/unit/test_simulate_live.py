@@ -10,20 +10,26 @@ import pandas as pd
 import pytest
 
 from fraudstream.events import contract, fast_decode
+from fraudstream.simulate import live
+from fraudstream.simulate import population as population_module
 from fraudstream.simulate.backfill import DEFAULT_START, LabelDelays, simulate_history, to_microseconds
 from fraudstream.simulate.live import (
     Chunk,
+    Labels,
     LabelSchedule,
     Mode,
     SimulatedClock,
     TrafficSource,
+    accounts_for_rate,
     due_until,
     hacker_fraud_share,
     live_start_us,
+    resolve_accounts,
     stamp_events,
     time_scale_for,
 )
 from fraudstream.simulate.normal import LEGITIMATE
+from fraudstream.simulate.population import build_population
 from fraudstream.simulate.scenarios import DEFAULT_SCENARIO_WEIGHTS
 from fraudstream.timeunits import MICROS_PER_DAY
 
@@ -67,15 +73,26 @@ def test_labels_come_due_after_their_delay_fraud_sooner_than_legit() -> None:
     assert schedule.pending == len(rows)
     assert list(schedule.pop_due(1_004.9)) == []
     due = list(schedule.pop_due(1_010.0))
-    early = np.concatenate([group for _, group, _ in due])
+    early = np.concatenate([batch.numbers for batch in due]) - chunk.first_number
     assert (chunk.scenario_codes[early] != LEGITIMATE).all()
     assert len(early) == (chunk.scenario_codes != LEGITIMATE).sum()
-    due_s = np.concatenate([times for _, _, times in due])
+    assert all((batch.accounts == chunk.accounts[batch.numbers - chunk.first_number]).all() for batch in due)
+    due_s = np.concatenate([batch.due_s for batch in due])
     assert ((due_s >= 1_005.0) & (due_s <= 1_010.0)).all(), "each label keeps its exact due time (its labeled_at)"
     assert list(schedule.pop_due(1_029.9)) == []
-    rest = np.concatenate([group for _, group, _ in schedule.pop_due(None)])
+    rest = np.concatenate([batch.numbers for batch in schedule.pop_due(None)]) - chunk.first_number
     assert sorted(itertools.chain(early.tolist(), rest.tolist())) == rows.tolist()
     assert schedule.pending == 0
+
+
+def test_fraud_only_labels_skip_legitimate_transactions() -> None:
+    chunk = _first_chunk(Mode.all)
+    schedule = LabelSchedule(LabelDelays(), np.random.default_rng(1), labels=Labels.fraud_only)
+    schedule.add(chunk, np.arange(len(chunk.bodies)), now_s=np.zeros(len(chunk.bodies)))
+    fraud = np.flatnonzero(chunk.scenario_codes != LEGITIMATE)
+    assert 0 < schedule.pending == len(fraud)
+    sent = np.concatenate([batch.numbers for batch in schedule.pop_due(None)]) - chunk.first_number
+    assert sorted(sent.tolist()) == fraud.tolist()
 
 
 def test_a_histories_events_travel_with_exactly_their_values() -> None:
@@ -156,3 +173,52 @@ def test_a_live_stream_starts_at_the_midnight_after_the_training_data_else_30_da
     assert live_start_us(midnight - 1) == midnight
     assert live_start_us(midnight) == midnight
     assert live_start_us(None) == to_microseconds(DEFAULT_START) + 30 * MICROS_PER_DAY
+
+
+def test_a_population_whose_week_exceeds_the_window_is_simulated_in_contiguous_windows_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    start = 1_767_225_600_000_000
+    whole = TrafficSource(Mode.all, seed=3, accounts=600, merchants=200, fraud_share=0.02,
+                          scenarios=DEFAULT_SCENARIO_WEIGHTS, start_us=start, population_start_us=start)
+    whole_week = whole.events_per_simulated_second() * 7 * 86_400  # simulated as one window
+    monkeypatch.setattr(live, "WINDOW_ROWS", 2_000)
+    monkeypatch.setattr(live, "CHUNK_ROWS", 700)
+    split = TrafficSource(Mode.all, seed=3, accounts=600, merchants=200, fraud_share=0.02,
+                          scenarios=DEFAULT_SCENARIO_WEIGHTS, start_us=start, population_start_us=start)
+    assert split.windows_per_week > 3
+    chunks = split.chunks()
+    taken = list(itertools.islice(chunks, 20))
+    chunks.close()
+    times = np.concatenate([chunk.times_us for chunk in taken])
+    assert (np.diff(times) >= 0).all(), "windows follow one another in simulated time"
+    assert all(len(chunk.bodies) <= 700 for chunk in taken)
+    numbers = np.concatenate([chunk.first_number + np.arange(len(chunk.bodies)) for chunk in taken])
+    assert numbers.tolist() == list(range(len(numbers)))
+    ids = [transaction_id for chunk in taken for transaction_id in chunk.transaction_ids]
+    assert len(set(ids)) == len(ids)
+    assert times[-1] >= start + 7 * MICROS_PER_DAY
+    assert (times < start + 7 * MICROS_PER_DAY).sum() == pytest.approx(whole_week, rel=0.1), "same volume a week"
+
+
+def test_auto_accounts_size_the_wall_clock_population_to_the_rate() -> None:
+    per_day = 86_400 * 10 / accounts_for_rate(10.0)
+    assert 1.2 < per_day < 2.5, "the simulated mean transactions per account and day"
+    assert accounts_for_rate(100.0) == pytest.approx(100 * 86_400 / per_day, rel=0.01)
+    assert accounts_for_rate(1e6) == live.MAX_AUTO_ACCOUNTS
+    assert resolve_accounts(None, Mode.all, 100.0, time_scale=None) == live.DEFAULT_ACCOUNTS
+    assert resolve_accounts(None, Mode.hacker, 100.0, time_scale=1.0) == live.DEFAULT_ACCOUNTS
+    assert resolve_accounts(None, Mode.normal, None, time_scale=1.0) == live.DEFAULT_ACCOUNTS
+    assert resolve_accounts(250, Mode.normal, 100.0, time_scale=1.0) == 250
+
+
+def test_large_populations_keep_habits_in_float32_and_few_bytes_per_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    def per_account() -> float:  # what 600 more accounts add (merchants and cities are the same)
+        return (build_population(3, 1_200, 200).nbytes() - build_population(3, 600, 200).nbytes()) / 600
+
+    exact = build_population(3, 600, 200)
+    assert per_account() < 135 and exact.amount_log_median.dtype == np.float64
+    monkeypatch.setattr(population_module, "EXACT_HABITS_UP_TO", 100)
+    compact = build_population(3, 600, 200)
+    assert per_account() < 85 and compact.payment_weights.dtype == np.float32
+    assert compact.account_ids(np.array([0, 599])).to_pylist() == ["acct-000000", "acct-000599"]
+    np.testing.assert_allclose(compact.amount_log_median, exact.amount_log_median, rtol=1e-6)
