@@ -18,11 +18,13 @@ from fraudstream.events.contract import partition_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def done(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], partitions: int) -> bool:
-    """Both bad events counted and every partition's lag reported as caught up."""
+def done(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], partitions: int, accounts: int) -> bool:
+    """Both bad events counted and every partition's lag reported as caught up by a refresh that came after
+    the events (lag and state keys are refreshed together: a refresh before the events came reports lag 0 too)."""
     lag = [value for (name, _), value in metrics.items() if name == "fraudstream_consumer_lag"]
     dead = metrics.get(("fraudstream_events_total", (("outcome", "dead_lettered"),)))
-    return dead == 2 and len(lag) == partitions and not any(lag)
+    keys = metrics.get(("fraudstream_state_keys", (("kind", "account"),)))
+    return dead == 2 and keys == accounts and len(lag) == partitions and not any(lag)
 
 
 def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, database: psycopg.Connection,
@@ -42,7 +44,7 @@ def test_metrics_endpoint_reports_what_the_engine_did(kafka_ready: Settings, dat
         assert producer.flush(30) == 0
         assert wait_for_rows(database, prefix, 600, 120, (process,)) == 600
         deadline = time.monotonic() + 30  # the lag is refreshed every 5 s
-        while not done(metrics := scrape(port), run.settings.transactions_partitions):
+        while not done(metrics := scrape(port), run.settings.transactions_partitions, events["account_id"].nunique()):
             assert time.monotonic() < deadline, metrics
             time.sleep(0.2)
         waited_s = time.time() - sent_at
